@@ -1,0 +1,171 @@
+"""The functional API: gradients, JVPs, Hessian-vector products and Taylor terms of a closure.
+
+``closure()`` takes no arguments and returns a scalar ``Tensor`` computed from ``params``, a list of
+leaf tensors (typically ``model.parameters()``). Vectors, tangents and directions are lists of
+backend arrays shaped like ``params``. Results are plain backend arrays (0-d for scalars), never
+tensors or duals.
+
+How each is computed:
+
+* ``grad``: reverse mode — one forward and one backward sweep.
+* ``jvp``: forward mode — the parameters' data become ``Dual(θ, v)``; one forward sweep.
+* ``hvp``: forward-over-reverse — the parameters' data become ``Dual(θ, v)`` and reverse mode runs
+  on the duals; the gradient comes back as ``Dual(∇L, H v)``. One forward and one backward
+  sweep on duals, no Hessian is ever formed (Pearlmutter 1994).
+* ``taylor``: nested duals ``Dual(Dual(Dual(θ, u), u), u)`` push ``θ + t·u`` through the forward
+  sweep; the nested tangents are the derivatives of ``φ(t) = L(θ + t·u)`` at 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from tinycurv import dual as D
+from tinycurv.backend import xp
+from tinycurv.tensor import Tensor, no_grad
+
+Closure = Callable[[], Tensor]
+
+
+def _check(params: Sequence[Tensor], vectors: Sequence[Any], what: str, batched: bool) -> int:
+    """Validate that ``vectors`` match ``params`` in number and shape; return k (or 0)."""
+    if len(params) != len(vectors):
+        raise ValueError(f"{what}: got {len(vectors)} arrays for {len(params)} parameters")
+    k = 0
+    for i, (p, v) in enumerate(zip(params, vectors, strict=True)):
+        vs = tuple(getattr(v, "shape", ()))
+        expected = p.shape
+        if batched:
+            k = k or (vs[0] if vs else -1)
+            expected = (k,) + p.shape
+        if vs != expected:
+            raise ValueError(
+                f"{what}: array {i} has shape {vs}, expected {expected} "
+                f"(parameter {i}{' ' + repr(p.name) if p.name else ''} has shape {p.shape})"
+            )
+    return k
+
+
+@contextlib.contextmanager
+def _substituted(params: Sequence[Tensor], values: Sequence[Any]) -> Iterator[None]:
+    """Temporarily replace each parameter's data (by a dual, typically) and clear its grad."""
+    saved = [(p.data, p.grad, p.requires_grad) for p in params]
+    try:
+        for p, v in zip(params, values, strict=True):
+            p.data, p.grad, p.requires_grad = v, None, True
+        yield
+    finally:
+        for p, (data, g, req) in zip(params, saved, strict=True):
+            p.data, p.grad, p.requires_grad = data, g, req
+
+
+def _scalar(out: Any, what: str) -> Tensor:
+    if not isinstance(out, Tensor):
+        raise TypeError(f"{what}: closure() must return a Tensor, got {type(out).__name__}")
+    if out.size != 1:
+        raise ValueError(f"{what}: closure() must return a scalar, got shape {out.shape}")
+    return out
+
+
+def value_and_grad(closure: Closure, params: Sequence[Tensor]) -> tuple[Any, list[Any]]:
+    """The loss and its gradient with respect to ``params``.
+
+    Returns
+    -------
+    value : 0-d array
+    grads : list of arrays shaped like ``params`` (zeros where the loss does not depend on one)
+    """
+    with _substituted(params, [p.data for p in params]):
+        out = _scalar(closure(), "value_and_grad")
+        out.backward()
+        grads = [xp.zeros_like(p.data) if p.grad is None else p.grad for p in params]
+    return xp.reshape(out.data, ()), grads
+
+
+def grad(closure: Closure, params: Sequence[Tensor]) -> list[Any]:
+    """The gradient of ``closure()`` with respect to ``params`` (a list of arrays)."""
+    return value_and_grad(closure, params)[1]
+
+
+def jvp(closure: Closure, params: Sequence[Tensor], tangents: Sequence[Any]) -> tuple[Any, Any]:
+    """``(L(θ), ∇L(θ)·v)``: the value and the directional derivative along ``tangents``.
+
+    One forward sweep on duals ``Dual(θ, v)``; no tape is recorded.
+    """
+    _check(params, tangents, "jvp", batched=False)
+    with _substituted(params, [D.Dual(p.data, v) for p, v in zip(params, tangents, strict=True)]):
+        with no_grad():
+            out = _scalar(closure(), "jvp").data
+    if not D.is_dual(out):  # the loss does not depend on params
+        return xp.reshape(out, ()), xp.zeros((), dtype=D.primal(out).dtype)
+    return xp.reshape(out.primal, ()), xp.reshape(out.tangent, ())
+
+
+def hvp(
+    closure: Closure, params: Sequence[Tensor], vectors: Sequence[Any], batched: bool = False
+) -> list[Any]:
+    """Hessian-vector products ``H v`` by forward-over-reverse.
+
+    Parameters
+    ----------
+    closure : callable
+        ``closure()`` returns the scalar loss as a Tensor computed from ``params``.
+    params : list of Tensor
+        The leaves to differentiate with respect to.
+    vectors : list of arrays
+        ``v``, shaped like ``params``; with ``batched=True`` each has a leading axis of k
+        directions, shape ``(k,) + p.shape``, and all k products share one primal sweep.
+
+    Returns
+    -------
+    list of arrays
+        ``H v`` shaped like ``vectors``.
+    """
+    k = _check(params, vectors, "hvp", batched)
+    duals = [D.Dual(p.data, v) for p, v in zip(params, vectors, strict=True)]
+    with _substituted(params, duals):
+        _scalar(closure(), "hvp").backward()  # reverse mode on duals
+        grads = [p.grad for p in params]
+    out = []
+    for p, g in zip(params, grads, strict=True):
+        if D.is_dual(g):
+            out.append(g.tangent)  # the tangent of the gradient: H v
+        else:  # the gradient does not move along v
+            out.append(xp.zeros(((k,) if batched else ()) + p.shape, dtype=D.primal(p.data).dtype))
+    return out
+
+
+def _lift(theta: Any, u: Any, order: int) -> Any:
+    """``θ + t·u`` as nested duals of depth ``order``: Dual(…Dual(Dual(θ, u), u)…, u)."""
+    x = theta
+    for _ in range(order):
+        x = D.Dual(x, u)
+    return x
+
+
+def _coefficient(x: Any, j: int, order: int) -> Any:
+    """The j-th derivative stored in a depth-``order`` nested dual (0 if it is absent)."""
+    for _ in range(j):  # j tangents from the outside …
+        if not D.is_dual(x):
+            return 0.0
+        x = x.tangent
+    for _ in range(order - j):  # … then down the primals
+        x = x.primal if D.is_dual(x) else x
+    return D.primal(x)
+
+
+def taylor(closure: Closure, params: Sequence[Tensor], direction: Sequence[Any], order: int = 3) -> list[float]:
+    """Derivatives ``[φ(0), φ'(0), …, φ⁽ᵒʳᵈᵉʳ⁾(0)]`` of ``φ(t) = L(θ + t·u)``, u = ``direction``.
+
+    Computed exactly by nested dual numbers (one forward sweep, 2^order components).
+    """
+    if order < 0:
+        raise ValueError(f"taylor: order must be ≥ 0, got {order}")
+    _check(params, direction, "taylor", batched=False)
+    lifted = [_lift(p.data, u, order) for p, u in zip(params, direction, strict=True)]
+    with _substituted(params, lifted):
+        with no_grad():
+            out = _scalar(closure(), "taylor").data
+    return [float(xp.reshape(_coefficient(out, j, order), ())) for j in range(order + 1)]

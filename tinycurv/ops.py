@@ -1,0 +1,417 @@
+"""The primitives of reverse mode: each a ``forward`` and its vector-Jacobian product ``backward``.
+
+Read one class at a time: the forward rule and its derivative sit side by side. All array math
+goes through ``tinycurv.dual`` (imported as ``D``), whose functions accept duals too — so every
+``backward`` below, run on dual data, differentiates itself forward: forward-over-reverse.
+
+Notation: ``gy`` is the cotangent of the output, ``gx`` (``gw``, …) those of the inputs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tinycurv import dual as D
+from tinycurv.tensor import Function, Tensor
+
+
+def unbroadcast(g: Any, shape: tuple[int, ...]) -> Any:
+    """Sum a cotangent over the axes that broadcasting added or stretched, back to ``shape``."""
+    lead = D.ndim(g) - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, n in enumerate(shape) if n == 1 and D.shape(g)[lead + i] != 1
+    )
+    if axes:
+        g = D.sum(g, axis=axes, keepdims=True)
+    return D.reshape(g, shape) if lead or D.shape(g) != shape else g
+
+
+# ----------------------------------------------------------------------------- arithmetic
+
+
+class Add(Function):
+    def forward(self, x, y):
+        self.shapes = D.shape(x), D.shape(y)
+        return D.add(x, y)
+
+    def backward(self, gy):
+        return tuple(unbroadcast(gy, s) if n else None for s, n in zip(self.shapes, self.needs_grad))
+
+
+class Sub(Function):
+    def forward(self, x, y):
+        self.shapes = D.shape(x), D.shape(y)
+        return D.sub(x, y)
+
+    def backward(self, gy):
+        (sx, sy), (nx, ny) = self.shapes, self.needs_grad
+        return (unbroadcast(gy, sx) if nx else None, unbroadcast(D.neg(gy), sy) if ny else None)
+
+
+class Mul(Function):
+    def forward(self, x, y):
+        self.x, self.y = x, y
+        return D.mul(x, y)
+
+    def backward(self, gy):
+        x, y = self.x, self.y
+        gx = unbroadcast(D.mul(gy, y), D.shape(x)) if self.needs_grad[0] else None
+        gw = unbroadcast(D.mul(gy, x), D.shape(y)) if self.needs_grad[1] else None
+        return gx, gw
+
+
+class Div(Function):
+    def forward(self, x, y):
+        self.x, self.y = x, y
+        return D.div(x, y)
+
+    def backward(self, gy):
+        x, y = self.x, self.y
+        gx = unbroadcast(D.div(gy, y), D.shape(x)) if self.needs_grad[0] else None
+        gw = None
+        if self.needs_grad[1]:  # d(x/y)/dy = −x/y²
+            gw = unbroadcast(D.neg(D.div(D.mul(gy, x), D.mul(y, y))), D.shape(y))
+        return gx, gw
+
+
+class Neg(Function):
+    def forward(self, x):
+        return D.neg(x)
+
+    def backward(self, gy):
+        return (D.neg(gy),)
+
+
+class Pow(Function):
+    def __init__(self, c: float):
+        self.c = float(c)
+
+    def forward(self, x):
+        self.x = x
+        return D.power(x, self.c)
+
+    def backward(self, gy):
+        return (D.mul(gy, D.mul(self.c, D.power(self.x, self.c - 1.0))),)
+
+
+class MatMul(Function):
+    """x @ w for operands of rank ≥ 2; leading (batch) axes broadcast."""
+
+    def forward(self, x, w):
+        self.x, self.w = x, w
+        return D.matmul(x, w)
+
+    def backward(self, gy):
+        x, w = self.x, self.w
+        gx = gw = None
+        if self.needs_grad[0]:  # ∂/∂x: gy wᵀ
+            gx = unbroadcast(D.matmul(gy, D.swapaxes(w, -1, -2)), D.shape(x))
+        if self.needs_grad[1]:  # ∂/∂w: xᵀ gy
+            gw = unbroadcast(D.matmul(D.swapaxes(x, -1, -2), gy), D.shape(w))
+        return gx, gw
+
+
+# ----------------------------------------------------------------------------- elementwise
+
+
+class Exp(Function):
+    def forward(self, x):
+        self.y = D.exp(x)
+        return self.y
+
+    def backward(self, gy):
+        return (D.mul(gy, self.y),)
+
+
+class Log(Function):
+    def forward(self, x):
+        self.x = x
+        return D.log(x)
+
+    def backward(self, gy):
+        return (D.div(gy, self.x),)
+
+
+class Tanh(Function):
+    def forward(self, x):
+        self.y = D.tanh(x)
+        return self.y
+
+    def backward(self, gy):  # tanh' = 1 − tanh²
+        return (D.mul(gy, D.sub(1.0, D.mul(self.y, self.y))),)
+
+
+class Sigmoid(Function):
+    def forward(self, x):
+        self.y = D.sigmoid(x)
+        return self.y
+
+    def backward(self, gy):  # σ' = σ(1 − σ)
+        return (D.mul(gy, D.mul(self.y, D.sub(1.0, self.y))),)
+
+
+class ReLU(Function):
+    def forward(self, x):
+        self.mask = D.primal(x) > 0  # a constant: relu is piecewise linear
+        return D.mul(x, self.mask)
+
+    def backward(self, gy):
+        return (D.mul(gy, self.mask),)
+
+
+class Where(Function):
+    """``x`` where ``cond`` else ``y``; ``cond`` is a constant boolean array."""
+
+    def __init__(self, cond: Any):
+        self.cond = D.primal(cond.data if isinstance(cond, Tensor) else cond)
+
+    def forward(self, x, y):
+        self.shapes = D.shape(x), D.shape(y)
+        return D.where(self.cond, x, y)
+
+    def backward(self, gy):
+        zero = D.primal(gy).dtype.type(0)
+        (sx, sy), (nx, ny) = self.shapes, self.needs_grad
+        gx = unbroadcast(D.where(self.cond, gy, zero), sx) if nx else None
+        gw = unbroadcast(D.where(self.cond, zero, gy), sy) if ny else None
+        return gx, gw
+
+
+# ----------------------------------------------------------------------------- reductions, shapes
+
+
+class Sum(Function):
+    def __init__(self, axis: Any = None, keepdims: bool = False):
+        self.axis, self.keepdims = axis, keepdims
+
+    def forward(self, x):
+        self.shape = D.shape(x)
+        return D.sum(x, axis=self.axis, keepdims=self.keepdims)
+
+    def backward(self, gy):  # copy gy back along the summed axes
+        if not self.keepdims:
+            kept = list(self.shape)
+            for a in D._axes(self.axis, len(self.shape)):
+                kept[a] = 1
+            gy = D.reshape(gy, kept)
+        return (D.broadcast_to(gy, self.shape),)
+
+
+class Reshape(Function):
+    def __init__(self, shape: Any):
+        self.new_shape = tuple(shape) if isinstance(shape, tuple | list) else (shape,)
+
+    def forward(self, x):
+        self.shape = D.shape(x)
+        return D.reshape(x, self.new_shape)
+
+    def backward(self, gy):
+        return (D.reshape(gy, self.shape),)
+
+
+class Transpose(Function):
+    def __init__(self, axes: Any = None):
+        self.axes = None if axes is None else tuple(axes)
+
+    def forward(self, x):
+        nd = D.ndim(x)
+        self.axes = tuple(reversed(range(nd))) if self.axes is None else self.axes
+        return D.transpose(x, self.axes)
+
+    def backward(self, gy):  # the inverse permutation
+        inverse = [0] * len(self.axes)
+        for i, a in enumerate(self.axes):
+            inverse[a] = i
+        return (D.transpose(gy, inverse),)
+
+
+class GetItem(Function):
+    def __init__(self, idx: Any):
+        self.idx = idx
+
+    def forward(self, x):
+        self.shape = D.shape(x)
+        return D.getitem(x, self.idx)
+
+    def backward(self, gy):
+        return (D.index_add(self.shape, self.idx, gy),)
+
+
+class LogSumExp(Function):
+    """log Σ exp(x) along ``axis``, shifted by the (constant) max for stability."""
+
+    def __init__(self, axis: int = -1, keepdims: bool = False):
+        self.axis, self.keepdims = axis, keepdims
+
+    def forward(self, x):
+        m = D.stop_gradient_max(x, axis=self.axis)
+        self.lse = D.add(D.log(D.sum(D.exp(D.sub(x, m)), axis=self.axis, keepdims=True)), m)
+        self.x = x
+        return self.lse if self.keepdims else D.sum(self.lse, axis=self.axis)
+
+    def backward(self, gy):  # ∂ lse / ∂x = softmax(x)
+        if not self.keepdims:
+            gy = D.reshape(gy, D.shape(self.lse))
+        return (D.mul(gy, D.exp(D.sub(self.x, self.lse))),)
+
+
+class LogSoftmax(Function):
+    """x − logsumexp(x) along ``axis``."""
+
+    def __init__(self, axis: int = -1):
+        self.axis = axis
+
+    def forward(self, x):
+        m = D.stop_gradient_max(x, axis=self.axis)
+        lse = D.add(D.log(D.sum(D.exp(D.sub(x, m)), axis=self.axis, keepdims=True)), m)
+        self.y = D.sub(x, lse)
+        return self.y
+
+    def backward(self, gy):  # gy − softmax · Σ gy
+        total = D.sum(gy, axis=self.axis, keepdims=True)
+        return (D.sub(gy, D.mul(D.exp(self.y), total)),)
+
+
+# ----------------------------------------------------------------------------- public functions
+
+
+def _const(x: Any) -> Any:
+    return x.data if isinstance(x, Tensor) else x
+
+
+def add(x: Any, y: Any) -> Tensor:
+    """x + y."""
+    return Add.apply(x, y)
+
+
+def sub(x: Any, y: Any) -> Tensor:
+    """x − y."""
+    return Sub.apply(x, y)
+
+
+def mul(x: Any, y: Any) -> Tensor:
+    """x · y (elementwise)."""
+    return Mul.apply(x, y)
+
+
+def div(x: Any, y: Any) -> Tensor:
+    """x / y (elementwise)."""
+    return Div.apply(x, y)
+
+
+def neg(x: Any) -> Tensor:
+    """−x."""
+    return Neg.apply(x)
+
+
+def pow(x: Any, c: float) -> Tensor:  # noqa: A001
+    """x ** c for a constant scalar exponent c."""
+    if isinstance(c, Tensor):
+        raise TypeError("pow: the exponent must be a constant scalar, not a Tensor")
+    return Pow.apply(x, c=c)
+
+
+def matmul(x: Any, w: Any) -> Tensor:
+    """x @ w. 1-D operands are treated as a row (left) or a column (right) vector."""
+    x = x if isinstance(x, Tensor) else Tensor(x)
+    w = w if isinstance(w, Tensor) else Tensor(w)
+    if x.ndim == 0 or w.ndim == 0:
+        raise ValueError("matmul: scalar operands are not allowed, use `*`")
+    if x.ndim == 1 or w.ndim == 1:
+        xr = reshape(x, (1, x.shape[0])) if x.ndim == 1 else x
+        wr = reshape(w, (w.shape[0], 1)) if w.ndim == 1 else w
+        out = MatMul.apply(xr, wr)
+        keep = out.shape[:-2] + (() if x.ndim == 1 else out.shape[-2:-1])
+        return reshape(out, keep + (() if w.ndim == 1 else out.shape[-1:]))
+    if x.shape[-1] != w.shape[-2]:
+        raise ValueError(f"matmul: shapes {x.shape} and {w.shape} do not align")
+    return MatMul.apply(x, w)
+
+
+def exp(x: Any) -> Tensor:
+    """exp(x)."""
+    return Exp.apply(x)
+
+
+def log(x: Any) -> Tensor:
+    """log(x)."""
+    return Log.apply(x)
+
+
+def tanh(x: Any) -> Tensor:
+    """tanh(x)."""
+    return Tanh.apply(x)
+
+
+def sigmoid(x: Any) -> Tensor:
+    """1 / (1 + exp(−x))."""
+    return Sigmoid.apply(x)
+
+
+def relu(x: Any) -> Tensor:
+    """max(x, 0)."""
+    return ReLU.apply(x)
+
+
+def where(cond: Any, x: Any, y: Any) -> Tensor:
+    """Elementwise ``x if cond else y`` (``cond`` a boolean array, not differentiated)."""
+    return Where.apply(x, y, cond=cond)
+
+
+def maximum(x: Any, y: Any) -> Tensor:
+    """Elementwise maximum; at ties the derivative follows ``x``."""
+    return where(D.primal(_const(x)) >= D.primal(_const(y)), x, y)
+
+
+def sum(x: Any, axis: Any = None, keepdims: bool = False) -> Tensor:  # noqa: A001
+    """Sum over ``axis`` (None: all)."""
+    return Sum.apply(x, axis=axis, keepdims=keepdims)
+
+
+def mean(x: Any, axis: Any = None, keepdims: bool = False) -> Tensor:
+    """Mean over ``axis`` (None: all)."""
+    x = x if isinstance(x, Tensor) else Tensor(x)
+    count = 1
+    for a in D._axes(axis, x.ndim):
+        count *= x.shape[a]
+    return mul(sum(x, axis=axis, keepdims=keepdims), 1.0 / count)
+
+
+def reshape(x: Any, shape: Any) -> Tensor:
+    """Reshape (row-major)."""
+    return Reshape.apply(x, shape=shape)
+
+
+def transpose(x: Any, axes: Any = None) -> Tensor:
+    """Permute axes (None: reverse)."""
+    return Transpose.apply(x, axes=axes)
+
+
+def getitem(x: Any, idx: Any) -> Tensor:
+    """x[idx] (basic or advanced indexing)."""
+    if isinstance(idx, Tensor):
+        idx = idx.data
+    elif isinstance(idx, tuple):
+        idx = tuple(i.data if isinstance(i, Tensor) else i for i in idx)
+    return GetItem.apply(x, idx=idx)
+
+
+def take(x: Any, indices: Any, axis: int = 0) -> Tensor:
+    """Select ``indices`` along ``axis`` (like ``numpy.take``)."""
+    x = x if isinstance(x, Tensor) else Tensor(x)
+    return getitem(x, (slice(None),) * (axis % x.ndim) + (_const(indices),))
+
+
+def logsumexp(x: Any, axis: int = -1, keepdims: bool = False) -> Tensor:
+    """log Σ exp(x) along ``axis``."""
+    return LogSumExp.apply(x, axis=axis, keepdims=keepdims)
+
+
+def log_softmax(x: Any, axis: int = -1) -> Tensor:
+    """log softmax(x) along ``axis``."""
+    return LogSoftmax.apply(x, axis=axis)
+
+
+def softmax(x: Any, axis: int = -1) -> Tensor:
+    """softmax(x) along ``axis``."""
+    return exp(log_softmax(x, axis=axis))

@@ -1,0 +1,268 @@
+"""Reverse mode: the ``Tensor``, the tape, and the backward sweep.
+
+A ``Tensor`` wraps an array (``tensor.data``) and remembers the primitive ``Function`` that made
+it. ``loss.backward()`` visits the tape in reverse topological order and calls each function's
+``backward``: a vector-Jacobian product (VJP) mapping the cotangent of its output to cotangents of
+its inputs. Leaves with ``requires_grad=True`` accumulate theirs in ``.grad``.
+
+The primitives (``tinycurv.ops``) compute with the dual-aware array functions of
+``tinycurv.dual``, so ``data`` may be a dual number and everything still works: that is how
+``tinycurv.hvp`` gets forward-over-reverse Hessian-vector products from this same code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+from tinycurv import dual as D
+from tinycurv.backend import asarray, get_default_dtype, is_array, xp
+
+_grad_enabled = True
+
+
+@contextlib.contextmanager
+def no_grad() -> Iterator[None]:
+    """Within this block no tape is recorded (forward passes only, e.g. evaluation or JVPs)."""
+    global _grad_enabled
+    before, _grad_enabled = _grad_enabled, False
+    try:
+        yield
+    finally:
+        _grad_enabled = before
+
+
+def is_grad_enabled() -> bool:
+    """Whether operations on tensors are currently recorded for backward."""
+    return _grad_enabled
+
+
+class Function:
+    """A primitive operation: ``forward`` on arrays, ``backward`` its vector-Jacobian product.
+
+    Subclasses implement ``forward(self, *xs)`` returning the output array and
+    ``backward(self, gy)`` returning one cotangent per input (``None`` where
+    ``self.needs_grad[i]`` is False). Both use the functions of ``tinycurv.dual`` so that they
+    also run on dual numbers. State needed by ``backward`` is stored on ``self``.
+    """
+
+    needs_grad: tuple[bool, ...] = ()
+
+    def forward(self, *xs: Any) -> Any:
+        raise NotImplementedError
+
+    def backward(self, gy: Any) -> tuple[Any, ...]:
+        raise NotImplementedError
+
+    @classmethod
+    def apply(cls, *inputs: Any, **params: Any) -> Tensor:
+        """Run the primitive on tensors (or constants) and record it on the tape."""
+        tensors = [x if isinstance(x, Tensor) else Tensor(x) for x in inputs]
+        fn = cls(**params)
+        out = Tensor(fn.forward(*(t.data for t in tensors)))
+        if _grad_enabled and any(t.requires_grad for t in tensors):
+            fn.needs_grad = tuple(t.requires_grad for t in tensors)
+            out.requires_grad = True
+            out.creator = fn
+            out.parents = tensors
+        return out
+
+
+class Tensor:
+    """An array (``data``) on the tape of reverse mode.
+
+    Parameters
+    ----------
+    data : array, Dual or number
+        The value. Python numbers and lists become arrays of the default dtype; arrays keep
+        their dtype.
+    requires_grad : bool
+        Whether ``backward`` should accumulate a gradient in ``.grad``.
+    name : str, optional
+        A label, shown in ``repr``.
+    """
+
+    __array_ufunc__ = None  # `ndarray op Tensor` defers to Tensor's reflected operators
+    __array_priority__ = 2000.0
+
+    def __init__(self, data: Any, requires_grad: bool = False, name: str | None = None) -> None:
+        if isinstance(data, Tensor):
+            data = data.data
+        if not (D.is_dual(data) or is_array(data) or isinstance(data, float | int)):
+            data = asarray(data)
+        elif isinstance(data, int | float) and requires_grad:
+            data = asarray(float(data), dtype=get_default_dtype())
+        self.data = data
+        self.requires_grad = requires_grad
+        self.grad: Any = None
+        self.creator: Function | None = None
+        self.parents: list[Tensor] = []
+        self.name = name
+
+    shape = property(lambda self: D.shape(self.data))
+    ndim = property(lambda self: D.ndim(self.data))
+    dtype = property(lambda self: D.primal(self.data).dtype)
+    size = property(lambda self: D.primal(self.data).size)
+
+    def __repr__(self) -> str:
+        label = f", name={self.name!r}" if self.name else ""
+        return f"Tensor({D.primal(self.data)!r}{label})"
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def item(self) -> float:
+        """The value of a one-element tensor as a Python float (a host transfer)."""
+        return float(D.primal(self.data))
+
+    def numpy(self) -> Any:
+        """The value as a NumPy array (a host transfer)."""
+        from tinycurv.backend import asnumpy
+
+        return asnumpy(D.primal(self.data))
+
+    def detach(self) -> Tensor:
+        """The same data, cut from the tape."""
+        return Tensor(self.data)
+
+    def zero_grad(self) -> None:
+        self.grad = None
+
+    def backward(self, grad: Any = None) -> None:
+        """Back-propagate from this tensor; leaves accumulate their gradient in ``.grad``.
+
+        Parameters
+        ----------
+        grad : array, optional
+            The cotangent of this tensor; defaults to 1 for a scalar (one-element) tensor.
+        """
+        if grad is None:
+            if self.size != 1:
+                raise ValueError(f"backward() needs `grad` for a non-scalar tensor of shape {self.shape}")
+            grad = xp.ones(self.shape, dtype=self.dtype)
+        grads = {id(self): grad}
+        for node in reversed(_topological_order(self)):
+            gy = grads.pop(id(node), None)
+            if gy is None:
+                continue
+            if node.creator is None:  # a leaf
+                node.grad = gy if node.grad is None else D.add(node.grad, gy)
+                continue
+            for parent, gx in zip(node.parents, node.creator.backward(gy), strict=True):
+                if gx is not None and parent.requires_grad:
+                    key = id(parent)
+                    grads[key] = gx if key not in grads else D.add(grads[key], gx)
+
+    # operators and methods: thin wrappers over the primitives of tinycurv.ops
+    def __add__(self, o: Any) -> Tensor:
+        return ops.add(self, o)
+
+    def __radd__(self, o: Any) -> Tensor:
+        return ops.add(o, self)
+
+    def __sub__(self, o: Any) -> Tensor:
+        return ops.sub(self, o)
+
+    def __rsub__(self, o: Any) -> Tensor:
+        return ops.sub(o, self)
+
+    def __mul__(self, o: Any) -> Tensor:
+        return ops.mul(self, o)
+
+    def __rmul__(self, o: Any) -> Tensor:
+        return ops.mul(o, self)
+
+    def __truediv__(self, o: Any) -> Tensor:
+        return ops.div(self, o)
+
+    def __rtruediv__(self, o: Any) -> Tensor:
+        return ops.div(o, self)
+
+    def __matmul__(self, o: Any) -> Tensor:
+        return ops.matmul(self, o)
+
+    def __rmatmul__(self, o: Any) -> Tensor:
+        return ops.matmul(o, self)
+
+    def __neg__(self) -> Tensor:
+        return ops.neg(self)
+
+    def __pow__(self, c: float) -> Tensor:
+        return ops.pow(self, c)
+
+    def __getitem__(self, idx: Any) -> Tensor:
+        return ops.getitem(self, idx)
+
+    # comparisons give boolean arrays of the value (no derivative), e.g. for masks
+    def __gt__(self, o: Any) -> Any:
+        return D.primal(self.data) > D.primal(o.data if isinstance(o, Tensor) else o)
+
+    def __lt__(self, o: Any) -> Any:
+        return D.primal(self.data) < D.primal(o.data if isinstance(o, Tensor) else o)
+
+    def __ge__(self, o: Any) -> Any:
+        return D.primal(self.data) >= D.primal(o.data if isinstance(o, Tensor) else o)
+
+    def __le__(self, o: Any) -> Any:
+        return D.primal(self.data) <= D.primal(o.data if isinstance(o, Tensor) else o)
+
+    __hash__ = object.__hash__
+
+    @property
+    def T(self) -> Tensor:
+        return ops.transpose(self)
+
+    def exp(self) -> Tensor:
+        return ops.exp(self)
+
+    def log(self) -> Tensor:
+        return ops.log(self)
+
+    def tanh(self) -> Tensor:
+        return ops.tanh(self)
+
+    def sigmoid(self) -> Tensor:
+        return ops.sigmoid(self)
+
+    def relu(self) -> Tensor:
+        return ops.relu(self)
+
+    def sum(self, axis: Any = None, keepdims: bool = False) -> Tensor:
+        return ops.sum(self, axis=axis, keepdims=keepdims)
+
+    def mean(self, axis: Any = None, keepdims: bool = False) -> Tensor:
+        return ops.mean(self, axis=axis, keepdims=keepdims)
+
+    def reshape(self, *shape: Any) -> Tensor:
+        return ops.reshape(self, shape[0] if len(shape) == 1 else shape)
+
+    def transpose(self, *axes: Any) -> Tensor:
+        return ops.transpose(self, (axes[0] if len(axes) == 1 else axes) or None)
+
+    def logsumexp(self, axis: Any = -1, keepdims: bool = False) -> Tensor:
+        return ops.logsumexp(self, axis=axis, keepdims=keepdims)
+
+    def log_softmax(self, axis: int = -1) -> Tensor:
+        return ops.log_softmax(self, axis=axis)
+
+
+def _topological_order(root: Tensor) -> list[Tensor]:
+    """Nodes reachable from ``root``, each after all of its parents (iterative DFS)."""
+    order: list[Tensor] = []
+    seen: set[int] = set()
+    stack: list[tuple[Tensor, bool]] = [(root, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        stack.append((node, True))
+        stack.extend((p, False) for p in node.parents if p.requires_grad and id(p) not in seen)
+    return order
+
+
+from tinycurv import ops  # noqa: E402  (the primitives need Tensor defined first)
