@@ -1,0 +1,202 @@
+"""Layers: Linear, Conv2d, pooling, Flatten and activations (PyTorch layouts and defaults)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tinycurv import dual as D
+from tinycurv import ops
+from tinycurv.backend import xp
+from tinycurv.nn.conv import Patches, Unfold, output_size, pair, patches
+from tinycurv.nn.init import make_rng, uniform_parameter
+from tinycurv.nn.module import Module
+from tinycurv.nn.record import tap
+from tinycurv.tensor import Tensor
+
+
+def _as_input(x: Tensor, dtype: Any) -> Tensor:
+    """Cast a constant floating input to the parameters' dtype (data arrive as float64)."""
+    if x.requires_grad or D.is_dual(x.data) or x.dtype == dtype:
+        return x
+    return Tensor(x.data.astype(dtype))
+
+
+class Linear(Module):
+    """y = x Wᵀ + b with weight (out_features, in_features), bias (out_features,).
+
+    Parameters
+    ----------
+    in_features, out_features : int
+    bias : bool
+    rng : numpy.random.Generator or int, optional
+        Seeds the PyTorch-like initialisation U(−1/√in, 1/√in).
+    """
+
+    records_curvature = True
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, rng: Any = None) -> None:
+        rng = make_rng(rng)
+        self.in_features, self.out_features = in_features, out_features
+        self.weight = uniform_parameter((out_features, in_features), in_features, rng, "weight")
+        self.bias = uniform_parameter((out_features,), in_features, rng, "bias") if bias else None
+        self._record = None
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.ndim != 2 or x.shape[1] != self.in_features:
+            raise ValueError(
+                f"Linear({self.in_features}, {self.out_features}) expects input (batch, "
+                f"{self.in_features}), got shape {x.shape}"
+            )
+        x = _as_input(x, self.weight.dtype)
+        out = x @ self.weight.T
+        if self.bias is not None:
+            out = out + self.bias
+        return tap(self, x.data, out)
+
+    def __repr__(self) -> str:
+        return f"Linear({self.in_features}, {self.out_features}, bias={self.bias is not None})"
+
+
+class Conv2d(Module):
+    """2-D convolution on NCHW inputs by im2col; weight (out, in, kh, kw), bias (out,).
+
+    The recorded input ``a`` is the unfolded patch matrix (N·oh·ow, in·kh·kw) and ``g`` the
+    gradient with respect to the output at each location, (N·oh·ow, out).
+    """
+
+    records_curvature = True
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int],
+        stride: int = 1,
+        padding: int = 0,
+        bias: bool = True,
+        rng: Any = None,
+    ) -> None:
+        rng = make_rng(rng)
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size, self.stride, self.padding = pair(kernel_size), int(stride), int(padding)
+        kh, kw = self.kernel_size
+        fan_in = in_channels * kh * kw
+        self.weight = uniform_parameter((out_channels, in_channels, kh, kw), fan_in, rng, "weight")
+        self.bias = uniform_parameter((out_channels,), fan_in, rng, "bias") if bias else None
+        self._record = None
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"Conv2d expects input (N, {self.in_channels}, H, W), got shape {x.shape}"
+            )
+        x = _as_input(x, self.weight.dtype)
+        N, _, H, W = x.shape
+        (kh, kw), s, p = self.kernel_size, self.stride, self.padding
+        oh, ow = output_size(H, kh, s, p), output_size(W, kw, s, p)
+        if oh < 1 or ow < 1:
+            raise ValueError(f"Conv2d: input {H}×{W} is smaller than the kernel {kh}×{kw}")
+        cols = Unfold.apply(x, k=self.kernel_size, stride=s, padding=p)  # (N·oh·ow, C·kh·kw)
+        out = cols @ self.weight.reshape(self.out_channels, -1).T
+        if self.bias is not None:
+            out = out + self.bias
+        out = tap(self, cols.data, out)  # (N·oh·ow, out)
+        return out.reshape(N, oh * ow, self.out_channels).transpose(0, 2, 1).reshape(
+            N, self.out_channels, oh, ow
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"Conv2d({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}, padding={self.padding})"
+        )
+
+
+class _Pool2d(Module):
+    def __init__(self, kernel_size: int | tuple[int, int], stride: int | None = None, padding: int = 0):
+        self.kernel_size = pair(kernel_size)
+        self.stride = int(stride) if stride is not None else self.kernel_size[0]
+        self.padding = int(padding)
+        if 2 * self.padding > min(self.kernel_size):
+            raise ValueError("pooling: padding must be at most half the kernel size")
+
+    def windows(self, x: Tensor) -> Tensor:
+        if x.ndim != 4:
+            raise ValueError(f"{type(self).__name__} expects NCHW input, got shape {x.shape}")
+        return Patches.apply(x, k=self.kernel_size, stride=self.stride, padding=self.padding)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(kernel_size={self.kernel_size}, stride={self.stride})"
+
+
+class MaxPool2d(_Pool2d):
+    """Max over each window; the derivative flows to the (first) maximal entry."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        P = self.windows(x)  # (N, C, K, oh, ow)
+        values = patches(D.primal(x.data), self.kernel_size, self.stride, self.padding, fill=-xp.inf)
+        first_max = xp.argmax(values, axis=2)[:, :, None]
+        mask = xp.arange(values.shape[2]).reshape(1, 1, -1, 1, 1) == first_max
+        return (P * mask.astype(values.dtype)).sum(axis=2)
+
+
+class AvgPool2d(_Pool2d):
+    """Mean over each window (zero padding counts, as PyTorch's default)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.windows(x).mean(axis=2)
+
+
+class Flatten(Module):
+    """(N, …) → (N, ∏…)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.reshape(x.shape[0], -1)
+
+    def __repr__(self) -> str:
+        return "Flatten()"
+
+
+class ReLU(Module):
+    """max(x, 0)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.relu()
+
+    def __repr__(self) -> str:
+        return "ReLU()"
+
+
+class Tanh(Module):
+    """tanh(x)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.tanh()
+
+    def __repr__(self) -> str:
+        return "Tanh()"
+
+
+class Sigmoid(Module):
+    """1 / (1 + exp(−x))."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.sigmoid()
+
+    def __repr__(self) -> str:
+        return "Sigmoid()"
+
+
+class ELU(Module):
+    """x for x > 0, alpha·(exp(x) − 1) otherwise."""
+
+    def __init__(self, alpha: float = 1.0) -> None:
+        self.alpha = float(alpha)
+
+    def forward(self, x: Tensor) -> Tensor:
+        positive = x > 0
+        negative_part = (ops.where(positive, 0.0, x).exp() - 1.0) * self.alpha
+        return ops.where(positive, x, negative_part)
+
+    def __repr__(self) -> str:
+        return f"ELU(alpha={self.alpha})"
