@@ -103,10 +103,13 @@ def jvp(closure: Closure, params: Sequence[Tensor], tangents: Sequence[Any]) -> 
     return xp.reshape(out.primal, ()), xp.reshape(out.tangent, ())
 
 
-def hvp(
+def value_grad_and_hvp(
     closure: Closure, params: Sequence[Tensor], vectors: Sequence[Any], batched: bool = False
-) -> list[Any]:
-    """Hessian-vector products ``H v`` by forward-over-reverse.
+) -> tuple[Any, list[Any], list[Any]]:
+    """The loss, its gradient and Hessian-vector products ``H v``, from one sweep on duals.
+
+    Forward-over-reverse returns the gradient as ``Dual(∇L, H v)``: its primal is the gradient,
+    its tangent the HVP, so both come from the same forward and backward sweep.
 
     Parameters
     ----------
@@ -120,21 +123,40 @@ def hvp(
 
     Returns
     -------
-    list of arrays
-        ``H v`` shaped like ``vectors``.
+    value : 0-d array
+    grads : list of arrays shaped like ``params``
+    hvps : list of arrays shaped like ``vectors``
     """
     k = _check(params, vectors, "hvp", batched)
     duals = [D.Dual(p.data, v) for p, v in zip(params, vectors, strict=True)]
     with _substituted(params, duals):
-        _scalar(closure(), "hvp").backward()  # reverse mode on duals
+        out = _scalar(closure(), "hvp")
+        out.backward()  # reverse mode on duals
         grads = [p.grad for p in params]
-    out = []
+    value = xp.reshape(D.primal(out.data), ())
+    g_out, hv_out = [], []
     for p, g in zip(params, grads, strict=True):
+        dtype = D.primal(p.data).dtype
+        if g is None:  # the loss does not depend on this parameter
+            g = xp.zeros(p.shape, dtype=dtype)
         if D.is_dual(g):
-            out.append(g.tangent)  # the tangent of the gradient: H v
+            g_out.append(g.primal)
+            hv_out.append(g.tangent)  # the tangent of the gradient: H v
         else:  # the gradient does not move along v
-            out.append(xp.zeros(((k,) if batched else ()) + p.shape, dtype=D.primal(p.data).dtype))
-    return out
+            g_out.append(g)
+            hv_out.append(xp.zeros(((k,) if batched else ()) + p.shape, dtype=dtype))
+    return value, g_out, hv_out
+
+
+def hvp(
+    closure: Closure, params: Sequence[Tensor], vectors: Sequence[Any], batched: bool = False
+) -> list[Any]:
+    """Hessian-vector products ``H v`` by forward-over-reverse (see ``value_grad_and_hvp``).
+
+    Returns a list of arrays shaped like ``vectors``: ``(k,) + p.shape`` each when
+    ``batched=True``.
+    """
+    return value_grad_and_hvp(closure, params, vectors, batched)[2]
 
 
 def _lift(theta: Any, u: Any, order: int) -> Any:
