@@ -1,0 +1,88 @@
+"""Cholesky solves for the symmetric positive definite systems of curvature methods.
+
+Damped curvature factors (``A + λI``, ``I_b + a aᵀ/(bλ)``, ...) are symmetric positive definite,
+so they are never inverted: they are factored once, ``K = L Lᵀ`` with ``L`` lower triangular,
+and each solve ``K X = B`` is two triangular solves, ``L Y = B`` then ``Lᵀ X = Y``.
+
+NumPy has no triangular solver of its own, so the triangular solves come from
+``scipy.linalg.solve_triangular`` on the NumPy backend and from
+``cupyx.scipy.linalg.solve_triangular`` on the CuPy backend (both imported lazily, chosen by
+``tinycurv.backend.backend_name()``). Everything else goes through ``xp``.
+
+A matrix that is not (numerically) positive definite raises ``LinAlgError`` (NumPy's class;
+CuPy re-exports the same one) with a message naming the matrix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from tinycurv.backend import backend_name, xp
+
+
+def _solve_triangular() -> Callable[..., Any]:
+    """The backend's ``solve_triangular`` (SciPy for NumPy, cupyx for CuPy)."""
+    if backend_name() == "cupy":
+        from cupyx.scipy.linalg import solve_triangular
+    else:
+        from scipy.linalg import solve_triangular
+    return solve_triangular
+
+
+def _not_pd(name: str, shape: tuple[int, ...], why: str) -> Exception:
+    """The error for a matrix that cannot be Cholesky-factored."""
+    return xp.linalg.LinAlgError(
+        f"{name} (shape {shape}) is not positive definite, so its Cholesky factorisation "
+        f"failed ({why}); increase the damping or check the inputs for NaN/inf"
+    )
+
+
+def cho_factor(K: Any, name: str = "K") -> Any:
+    """Lower Cholesky factor ``L`` of a symmetric positive definite ``K = L Lᵀ``, shape (p, p).
+
+    Raises
+    ------
+    ValueError
+        If ``K`` is not a square matrix.
+    LinAlgError
+        If ``K`` is not positive definite (or holds NaN/inf); the message names ``name``.
+    """
+    if K.ndim != 2 or K.shape[0] != K.shape[1]:
+        raise ValueError(f"{name} must be a square matrix, got shape {tuple(K.shape)}")
+    try:
+        if backend_name() == "cupy":
+            import cupyx  # CuPy ignores cuSOLVER failures unless asked to raise
+
+            with cupyx.errstate(linalg="raise"):
+                L = xp.linalg.cholesky(K)
+        else:
+            L = xp.linalg.cholesky(K)
+    except xp.linalg.LinAlgError as err:
+        raise _not_pd(name, tuple(K.shape), str(err)) from err
+    # NaN input can slip through the factorisation; a valid factor has a positive diagonal.
+    if not bool(xp.all(xp.diagonal(L) > 0)):
+        raise _not_pd(name, tuple(K.shape), "non-positive or NaN pivot")
+    return L
+
+
+def cho_apply(L: Any, B: Any) -> Any:
+    """``K⁻¹ B`` from the lower Cholesky factor ``L`` of ``K``; B (p,) or (p, k), same shape out."""
+    if B.shape[0] != L.shape[0]:
+        raise ValueError(
+            f"right-hand side has {B.shape[0]} rows but the factor is {L.shape[0]}×{L.shape[1]}"
+        )
+    solve_triangular = _solve_triangular()
+    Y = solve_triangular(L, B, lower=True)  # L Y = B
+    return solve_triangular(L, Y, lower=True, trans="T")  # Lᵀ X = Y
+
+
+def cho_solve(K: Any, B: Any, name: str = "K") -> Any:
+    """Solve ``K X = B`` for symmetric positive definite ``K`` (p, p); B (p,) or (p, k).
+
+    Raises
+    ------
+    LinAlgError
+        If ``K`` is not positive definite; the message names ``name``.
+    """
+    return cho_apply(cho_factor(K, name), B)
