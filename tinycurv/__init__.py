@@ -15,8 +15,9 @@ from tinycurv.backend import (
     set_default_dtype,
     xp,
 )
+from tinycurv.checkpoint import load, save
 from tinycurv.dual import Dual
-from tinycurv.functional import grad, hvp, jvp, taylor, value_and_grad
+from tinycurv.functional import grad, hvp, jvp, taylor, value_and_grad, value_grad_and_hvp
 from tinycurv.tensor import Function, Tensor, no_grad
 
 __version__ = "0.1.0"
@@ -31,11 +32,14 @@ __all__ = [
     "grad",
     "hvp",
     "jvp",
+    "load",
     "no_grad",
     "ops",
+    "save",
     "set_backend",
     "set_default_dtype",
     "taylor",
     "value_and_grad",
+    "value_grad_and_hvp",
     "xp",
 ]

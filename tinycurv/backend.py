@@ -84,7 +84,7 @@ def backend_name() -> str:
 
 
 def set_default_dtype(dtype: str) -> None:
-    """Set the floating dtype of new parameters and data: ``"float64"`` (default) or ``"float32"``."""
+    """Set the dtype of new parameters and data: ``"float64"`` (default) or ``"float32"``."""
     global _dtype
     try:
         key = numpy.dtype(dtype).name

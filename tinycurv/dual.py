@@ -301,7 +301,7 @@ def astype(x: Any, dtype: Any) -> Any:
     return x.astype(dtype) if hasattr(x, "astype") else x
 
 
-# ----------------------------------------------------------------------------- reductions and shapes
+# ------------------------------------------------------------------------- reductions and shapes
 
 
 def sum(x: Any, axis: Any = None, keepdims: bool = False) -> Any:  # noqa: A001

@@ -178,7 +178,9 @@ def _coefficient(x: Any, j: int, order: int) -> Any:
     return D.primal(x)
 
 
-def taylor(closure: Closure, params: Sequence[Tensor], direction: Sequence[Any], order: int = 3) -> list[float]:
+def taylor(
+    closure: Closure, params: Sequence[Tensor], direction: Sequence[Any], order: int = 3
+) -> list[float]:
     """Derivatives ``[φ(0), φ'(0), …, φ⁽ᵒʳᵈᵉʳ⁾(0)]`` of ``φ(t) = L(θ + t·u)``, u = ``direction``.
 
     Computed exactly by nested dual numbers (one forward sweep, 2^order components).

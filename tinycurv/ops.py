@@ -35,7 +35,8 @@ class Add(Function):
         return D.add(x, y)
 
     def backward(self, gy):
-        return tuple(unbroadcast(gy, s) if n else None for s, n in zip(self.shapes, self.needs_grad))
+        pairs = zip(self.shapes, self.needs_grad, strict=True)
+        return tuple(unbroadcast(gy, s) if n else None for s, n in pairs)
 
 
 class Sub(Function):

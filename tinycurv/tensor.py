@@ -139,7 +139,9 @@ class Tensor:
         """
         if grad is None:
             if self.size != 1:
-                raise ValueError(f"backward() needs `grad` for a non-scalar tensor of shape {self.shape}")
+                raise ValueError(
+                    f"backward() needs `grad` for a non-scalar tensor of shape {self.shape}"
+                )
             grad = xp.ones(self.shape, dtype=self.dtype)
         grads = {id(self): grad}
         for node in reversed(_topological_order(self)):

@@ -31,7 +31,9 @@ def mlp(n: int, seed: int = 0, depth: int = 5, d_in: int = 784, d_out: int = 10)
     return nn.Sequential(*layers)
 
 
-def batch(b: int = BATCH, seed: int = 1, d_in: int = 784, classes: int = 10, dtype: str = "float32"):
+def batch(
+    b: int = BATCH, seed: int = 1, d_in: int = 784, classes: int = 10, dtype: str = "float32"
+):
     """A random classification batch ``(x, y)`` on the current backend."""
     rng = np.random.default_rng(seed)
     x = asarray(rng.standard_normal((b, d_in)), dtype=dtype)
@@ -45,7 +47,9 @@ def synchronize() -> None:
         get_backend().cuda.Stream.null.synchronize()
 
 
-def median_time(fn: Callable[[], Any], repeats: int = 15, warmup: int = 3, min_time: float = 0.0) -> float:
+def median_time(
+    fn: Callable[[], Any], repeats: int = 15, warmup: int = 3, min_time: float = 0.0
+) -> float:
     """Median wall time of ``fn()`` in seconds over ``repeats`` runs after ``warmup`` runs."""
     for _ in range(warmup):
         fn()

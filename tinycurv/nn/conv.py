@@ -25,36 +25,42 @@ def output_size(size: int, k: int, stride: int, padding: int) -> int:
     return (size + 2 * padding - k) // stride + 1
 
 
-def patches(x: Any, k: tuple[int, int], stride: int, padding: int, fill: float = 0.0) -> Any:
+Pair = tuple[int, int]
+
+
+def _window(i: int, j: int, out_hw: Pair, s: Pair) -> tuple[slice, slice]:
+    """The strided positions touched by kernel offset (i, j) in the padded input."""
+    (oh, ow), (sh, sw) = out_hw, s
+    return slice(i, i + sh * (oh - 1) + 1, sh), slice(j, j + sw * (ow - 1) + 1, sw)
+
+
+def patches(x: Any, k: Pair, stride: Pair, padding: Pair, fill: float = 0.0) -> Any:
     """(N, C, H, W) → (N, C, kh·kw, oh, ow): every kh×kw window (im2col)."""
-    (kh, kw), s, p = k, stride, padding
+    (kh, kw), (sh, sw), (ph, pw) = k, pair(stride), pair(padding)
     N, C, H, W = x.shape
-    oh, ow = output_size(H, kh, s, p), output_size(W, kw, s, p)
-    if p:
-        x = xp.pad(x, ((0, 0), (0, 0), (p, p), (p, p)), constant_values=fill)
-    windows = [
-        x[:, :, i : i + s * (oh - 1) + 1 : s, j : j + s * (ow - 1) + 1 : s]
-        for i in range(kh)
-        for j in range(kw)
-    ]
-    return xp.stack(windows, axis=2)
+    out_hw = output_size(H, kh, sh, ph), output_size(W, kw, sw, pw)
+    if ph or pw:
+        x = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=fill)
+    rows_cols = [_window(i, j, out_hw, (sh, sw)) for i in range(kh) for j in range(kw)]
+    return xp.stack([x[:, :, r, c] for r, c in rows_cols], axis=2)
 
 
-def patches_adjoint(P: Any, hw: tuple[int, int], k: tuple[int, int], stride: int, padding: int) -> Any:
+def patches_adjoint(P: Any, hw: Pair, k: Pair, stride: Pair, padding: Pair) -> Any:
     """(N, C, kh·kw, oh, ow) → (N, C, H, W): add each window back in place (col2im)."""
-    (kh, kw), s, p, (H, W) = k, stride, padding, hw
+    (kh, kw), s, (ph, pw), (H, W) = k, pair(stride), pair(padding), hw
     N, C, _, oh, ow = P.shape
-    x = xp.zeros((N, C, H + 2 * p, W + 2 * p), dtype=P.dtype)
+    x = xp.zeros((N, C, H + 2 * ph, W + 2 * pw), dtype=P.dtype)
     for i in range(kh):
         for j in range(kw):
-            x[:, :, i : i + s * (oh - 1) + 1 : s, j : j + s * (ow - 1) + 1 : s] += P[:, :, i * kw + j]
-    return x[:, :, p : p + H, p : p + W]
+            r, c = _window(i, j, (oh, ow), s)
+            x[:, :, r, c] += P[:, :, i * kw + j]
+    return x[:, :, ph : ph + H, pw : pw + W]
 
 
 class Patches(Function):
     """The primitive ``patches``; its backward is ``patches_adjoint``."""
 
-    def __init__(self, k: tuple[int, int], stride: int, padding: int):
+    def __init__(self, k: Pair, stride: Pair, padding: Pair):
         self.k, self.stride, self.padding = k, stride, padding
 
     def forward(self, x):
@@ -73,7 +79,7 @@ class Unfold(Function):
     (out, C·kh·kw).
     """
 
-    def __init__(self, k: tuple[int, int], stride: int, padding: int):
+    def __init__(self, k: Pair, stride: Pair, padding: Pair):
         self.k, self.stride, self.padding = k, stride, padding
 
     def _fold(self, z: Any) -> Any:
@@ -91,7 +97,10 @@ class Unfold(Function):
     def forward(self, x):
         self.hw = D.shape(x)[2:]
         self.out_hw = tuple(
-            output_size(n, kk, self.stride, self.padding) for n, kk in zip(self.hw, self.k, strict=True)
+            output_size(n, kk, s, p)
+            for n, kk, s, p in zip(
+                self.hw, self.k, pair(self.stride), pair(self.padding), strict=True
+            )
         )
         return D.per_sample_linear(self._fold, x)
 

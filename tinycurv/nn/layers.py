@@ -34,7 +34,9 @@ class Linear(Module):
 
     records_curvature = True
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, rng: Any = None) -> None:
+    def __init__(
+        self, in_features: int, out_features: int, bias: bool = True, rng: Any = None
+    ) -> None:
         rng = make_rng(rng)
         self.in_features, self.out_features = in_features, out_features
         self.weight = uniform_parameter((out_features, in_features), in_features, rng, "weight")
@@ -71,14 +73,14 @@ class Conv2d(Module):
         in_channels: int,
         out_channels: int,
         kernel_size: int | tuple[int, int],
-        stride: int = 1,
-        padding: int = 0,
+        stride: int | tuple[int, int] = 1,
+        padding: int | tuple[int, int] = 0,
         bias: bool = True,
         rng: Any = None,
     ) -> None:
         rng = make_rng(rng)
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size, self.stride, self.padding = pair(kernel_size), int(stride), int(padding)
+        self.kernel_size, self.stride, self.padding = pair(kernel_size), pair(stride), pair(padding)
         kh, kw = self.kernel_size
         fan_in = in_channels * kh * kw
         self.weight = uniform_parameter((out_channels, in_channels, kh, kw), fan_in, rng, "weight")
@@ -92,17 +94,19 @@ class Conv2d(Module):
             )
         x = _as_input(x, self.weight.dtype)
         N, _, H, W = x.shape
-        (kh, kw), s, p = self.kernel_size, self.stride, self.padding
-        oh, ow = output_size(H, kh, s, p), output_size(W, kw, s, p)
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        oh, ow = output_size(H, kh, sh, ph), output_size(W, kw, sw, pw)
         if oh < 1 or ow < 1:
             raise ValueError(f"Conv2d: input {H}×{W} is smaller than the kernel {kh}×{kw}")
-        cols = Unfold.apply(x, k=self.kernel_size, stride=s, padding=p)  # (N·oh·ow, C·kh·kw)
+        cols = Unfold.apply(x, k=self.kernel_size, stride=self.stride, padding=self.padding)
         out = cols @ self.weight.reshape(self.out_channels, -1).T
         if self.bias is not None:
             out = out + self.bias
         out = tap(self, cols.data, out)  # (N·oh·ow, out)
-        return out.reshape(N, oh * ow, self.out_channels).transpose(0, 2, 1).reshape(
-            N, self.out_channels, oh, ow
+        return (
+            out.reshape(N, oh * ow, self.out_channels)
+            .transpose(0, 2, 1)
+            .reshape(N, self.out_channels, oh, ow)
         )
 
     def __repr__(self) -> str:
@@ -113,11 +117,16 @@ class Conv2d(Module):
 
 
 class _Pool2d(Module):
-    def __init__(self, kernel_size: int | tuple[int, int], stride: int | None = None, padding: int = 0):
+    def __init__(
+        self,
+        kernel_size: int | tuple[int, int],
+        stride: int | tuple[int, int] | None = None,
+        padding: int | tuple[int, int] = 0,
+    ):
         self.kernel_size = pair(kernel_size)
-        self.stride = int(stride) if stride is not None else self.kernel_size[0]
-        self.padding = int(padding)
-        if 2 * self.padding > min(self.kernel_size):
+        self.stride = pair(stride) if stride is not None else self.kernel_size  # per axis
+        self.padding = pair(padding)
+        if any(2 * p > k for p, k in zip(self.padding, self.kernel_size, strict=True)):
             raise ValueError("pooling: padding must be at most half the kernel size")
 
     def windows(self, x: Tensor) -> Tensor:
@@ -134,7 +143,9 @@ class MaxPool2d(_Pool2d):
 
     def forward(self, x: Tensor) -> Tensor:
         P = self.windows(x)  # (N, C, K, oh, ow)
-        values = patches(D.primal(x.data), self.kernel_size, self.stride, self.padding, fill=-xp.inf)
+        values = patches(
+            D.primal(x.data), self.kernel_size, self.stride, self.padding, fill=-xp.inf
+        )
         first_max = xp.argmax(values, axis=2)[:, :, None]
         mask = xp.arange(values.shape[2]).reshape(1, 1, -1, 1, 1) == first_max
         return (P * mask.astype(values.dtype)).sum(axis=2)

@@ -67,7 +67,9 @@ class CrossEntropyLoss:
         y = D.primal(targets.data if isinstance(targets, Tensor) else asarray(targets))
         b = outputs.shape[0]
         if outputs.ndim != 2:
-            raise ValueError(f"CrossEntropyLoss: outputs must be (batch, classes), got {outputs.shape}")
+            raise ValueError(
+                f"CrossEntropyLoss: outputs must be (batch, classes), got {outputs.shape}"
+            )
         if y.shape != (b,) or y.dtype.kind not in "iu":
             raise ValueError(
                 f"CrossEntropyLoss: targets must be integer labels of shape ({b},), "
@@ -75,7 +77,10 @@ class CrossEntropyLoss:
             )
         m = outputs.shape[1]
         if b and (int(y.min()) < 0 or int(y.max()) >= m):
-            raise ValueError(f"CrossEntropyLoss: labels must lie in [0, {m}), got [{int(y.min())}, {int(y.max())}]")
+            raise ValueError(
+                f"CrossEntropyLoss: labels must lie in [0, {m}), "
+                f"got [{int(y.min())}, {int(y.max())}]"
+            )
         picked = ops.log_softmax(outputs, axis=1)[xp.arange(b), y]
         return -picked.sum() * (1.0 / b)
 

@@ -57,11 +57,15 @@ class Module:
         params = dict(self.named_parameters())
         missing, unexpected = set(params) - set(state), set(state) - set(params)
         if missing or unexpected:
-            raise KeyError(f"load_state_dict: missing {sorted(missing)}, unexpected {sorted(unexpected)}")
+            raise KeyError(
+                f"load_state_dict: missing {sorted(missing)}, unexpected {sorted(unexpected)}"
+            )
         for name, p in params.items():
             value = asarray(state[name], dtype=p.dtype)
             if tuple(value.shape) != p.shape:
-                raise ValueError(f"load_state_dict: {name} has shape {tuple(value.shape)}, expected {p.shape}")
+                raise ValueError(
+                    f"load_state_dict: {name} has shape {tuple(value.shape)}, expected {p.shape}"
+                )
             p.data = value
 
     def num_parameters(self) -> int:

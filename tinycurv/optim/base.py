@@ -61,7 +61,11 @@ class Optimizer:
 
     def state_dict(self) -> dict[str, Any]:
         """Hyperparameters, step count and buffers, with arrays copied to the host (NumPy)."""
-        return {"t": self.t, "hyperparameters": dict(self.hyperparameters), "state": _to_host(self.state)}
+        return {
+            "t": self.t,
+            "hyperparameters": dict(self.hyperparameters),
+            "state": _to_host(self.state),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what ``state_dict`` returned (buffers go back to the current backend)."""
@@ -86,14 +90,18 @@ class Optimizer:
 
     def warn_skip(self, reason: str) -> None:
         """Say that this step was skipped, and why."""
-        warnings.warn(f"{type(self).__name__} step {self.t + 1} skipped: {reason}", RuntimeWarning, stacklevel=3)
+        warnings.warn(
+            f"{type(self).__name__} step {self.t + 1} skipped: {reason}",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 def _to_host(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {k: _to_host(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [_to_host(v) for v in obj]
+        return type(obj)(_to_host(v) for v in obj)
     if is_array(obj):
         return asnumpy(obj).copy()
     return obj
@@ -103,7 +111,7 @@ def _to_backend(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {k: _to_backend(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [_to_backend(v) for v in obj]
+        return type(obj)(_to_backend(v) for v in obj)
     if hasattr(obj, "dtype") and hasattr(obj, "shape") and getattr(obj, "ndim", 0) > 0:
         return asarray(obj, dtype=obj.dtype)
     return obj
