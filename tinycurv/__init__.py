@@ -18,7 +18,7 @@ from tinycurv.backend import (
 from tinycurv.checkpoint import load, save
 from tinycurv.dual import Dual
 from tinycurv.functional import grad, hvp, jvp, taylor, value_and_grad, value_grad_and_hvp
-from tinycurv.tensor import Function, Tensor, no_grad
+from tinycurv.tensor import Function, Tensor, no_grad, set_grad_enabled
 
 __version__ = "0.1.0"
 
@@ -38,6 +38,7 @@ __all__ = [
     "save",
     "set_backend",
     "set_default_dtype",
+    "set_grad_enabled",
     "taylor",
     "value_and_grad",
     "value_grad_and_hvp",

@@ -24,7 +24,7 @@ from typing import Any
 
 from tinycurv import dual as D
 from tinycurv.backend import xp
-from tinycurv.tensor import Tensor, no_grad
+from tinycurv.tensor import Tensor, no_grad, set_grad_enabled
 
 Closure = Callable[[], Tensor]
 
@@ -55,7 +55,8 @@ def _substituted(params: Sequence[Tensor], values: Sequence[Any]) -> Iterator[No
     try:
         for p, v in zip(params, values, strict=True):
             p.data, p.grad, p.requires_grad = v, None, True
-        yield
+        with set_grad_enabled(True):  # a transform records its own tape, even inside no_grad
+            yield
     finally:
         for p, (data, g, req) in zip(params, saved, strict=True):
             p.data, p.grad, p.requires_grad = data, g, req

@@ -23,14 +23,19 @@ _grad_enabled = True
 
 
 @contextlib.contextmanager
-def no_grad() -> Iterator[None]:
-    """Within this block no tape is recorded (forward passes only, e.g. evaluation or JVPs)."""
+def set_grad_enabled(mode: bool) -> Iterator[None]:
+    """Within this block the tape is recorded (``True``) or not (``False``)."""
     global _grad_enabled
-    before, _grad_enabled = _grad_enabled, False
+    before, _grad_enabled = _grad_enabled, bool(mode)
     try:
         yield
     finally:
         _grad_enabled = before
+
+
+def no_grad() -> contextlib.AbstractContextManager[None]:
+    """Within this block no tape is recorded (forward passes only, e.g. evaluation or JVPs)."""
+    return set_grad_enabled(False)
 
 
 def is_grad_enabled() -> bool:
@@ -90,7 +95,7 @@ class Tensor:
         if isinstance(data, Tensor):
             data = data.data
         if not (D.is_dual(data) or is_array(data) or isinstance(data, float | int)):
-            data = asarray(data)
+            data = asarray(data, dtype=getattr(data, "dtype", None))  # NumPy scalars keep dtype
         elif isinstance(data, int | float) and requires_grad:
             data = asarray(float(data), dtype=get_default_dtype())
         self.data = data
@@ -102,8 +107,11 @@ class Tensor:
 
     shape = property(lambda self: D.shape(self.data))
     ndim = property(lambda self: D.ndim(self.data))
-    dtype = property(lambda self: D.primal(self.data).dtype)
-    size = property(lambda self: D.primal(self.data).size)
+    # a Python number (a constant) has the default dtype and size 1
+    dtype = property(
+        lambda self: getattr(D.primal(self.data), "dtype", xp.dtype(get_default_dtype()))
+    )
+    size = property(lambda self: getattr(D.primal(self.data), "size", 1))
 
     def __repr__(self) -> str:
         label = f", name={self.name!r}" if self.name else ""
@@ -143,13 +151,16 @@ class Tensor:
                     f"backward() needs `grad` for a non-scalar tensor of shape {self.shape}"
                 )
             grad = xp.ones(self.shape, dtype=self.dtype)
+        elif D.shape(grad) != self.shape:
+            raise ValueError(f"backward(): grad has shape {D.shape(grad)}, the tensor {self.shape}")
         grads = {id(self): grad}
+        owners: set[int] = set()  # memory already handed to a leaf in this sweep
         for node in reversed(_topological_order(self)):
             gy = grads.pop(id(node), None)
             if gy is None:
                 continue
             if node.creator is None:  # a leaf
-                node.grad = gy if node.grad is None else D.add(node.grad, gy)
+                node.grad = _own(gy, owners) if node.grad is None else D.add(node.grad, gy)
                 continue
             for parent, gx in zip(node.parents, node.creator.backward(gy), strict=True):
                 if gx is not None and parent.requires_grad:
@@ -247,6 +258,24 @@ class Tensor:
 
     def log_softmax(self, axis: int = -1) -> Tensor:
         return ops.log_softmax(self, axis=axis)
+
+
+def _own(g: Any, owners: set[int]) -> Any:
+    """``g``, or a copy of it if it is read-only or shares memory with another leaf's gradient.
+
+    Backward rules may pass one cotangent to several inputs or return broadcast views; a leaf's
+    ``.grad`` must be its own writeable array (as in PyTorch).
+    """
+    if D.is_dual(g) or not hasattr(g, "flags"):
+        return g
+    root = g
+    while getattr(root, "base", None) is not None:
+        root = root.base
+    if not g.flags.writeable or id(root) in owners:
+        g = g.copy()
+        root = g
+    owners.add(id(root))
+    return g
 
 
 def _topological_order(root: Tensor) -> list[Tensor]:
