@@ -1,0 +1,495 @@
+"""The series saddle-free Newton optimiser (tinycurv.optim.SeriesSFN), in float64.
+
+What is checked, and against what:
+
+* positive-definite H: one fixed step (α = 1, μ = 0) is the damped Newton step
+  ``(H + λI)⁻¹ g`` from a dense solve — on a quadratic "model" and on a linear layer under MSE;
+* a tiny tanh MLP at a point where H is indefinite: the series direction
+  (``saddle_free_direction``, through the engine's HVPs) converges to ``abs_hessian_inverse`` of
+  the dense Hessian, with the error of every eigen-component equal to the predicted tail
+  ``V^(−1/2) (qᵢᵀg) Σₙ≥N cₙ yᵢⁿ`` (``yᵢ = 1 − λᵢ²/V``), i.e. geometric at rate
+  ``ρ = maxᵢ|yᵢ|`` once the coefficient factor is divided out; Wynn's ε makes it smaller;
+* the saddle ``f = x² − y² + y⁴/4``: Newton converges to the saddle, SeriesSFN escapes it to
+  the minimum ``(0, ±√2)`` and decreases f;
+* the adaptive step: α, μ against a dense computation of the saddle-free model on
+  span{u, δ_prev}; λ by the Levenberg–Marquardt rule in a 1-D case where ρ is known in closed
+  form;
+* training on digits decreases the loss; checkpoints resume bit for bit; guards (non-finite
+  gradients, a scale V that is too small).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+import tinycurv as tc
+from tinycurv import nn
+from tinycurv.backend import asarray
+from tinycurv.curvature.sfn import (
+    abs_hessian_inverse,
+    saddle_free_direction,
+    series_coefficients,
+    series_operator,
+)
+from tinycurv.data import load_digits
+from tinycurv.optim import SeriesSFN
+from tinycurv.tensor import Tensor
+
+try:
+    from tinycurv.curvature.dense import hessian as _dense_hessian
+except ImportError:  # pragma: no cover - the dense module is written by another helper
+    _dense_hessian = None
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------
+class Point(nn.Module):
+    """A "model" whose output is its one parameter θ (the input is ignored)."""
+
+    def __init__(self, theta: np.ndarray) -> None:
+        self.theta = Tensor(asarray(np.array(theta, dtype=np.float64)), requires_grad=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.theta
+
+
+DUMMY = np.zeros(1)  # input and target of a Point: ignored
+
+
+def quadratic_loss(A: np.ndarray, b: np.ndarray):
+    """``loss_fn(θ, _) = ½ θᵀAθ − bᵀθ`` (gradient Aθ − b, Hessian A)."""
+    A_t, b_t = Tensor(asarray(A)), Tensor(asarray(b))
+    return lambda theta, _targets: (theta @ A_t @ theta) * 0.5 - b_t @ theta
+
+
+def saddle_loss(theta: Tensor, _targets) -> Tensor:
+    """``f(x, y) = x² − y² + y⁴/4``: a saddle at 0, minima at (0, ±√2) with f = −1."""
+    x, y = theta[0], theta[1]
+    y2 = y * y
+    return x * x - y2 + (y2 * y2) * 0.25
+
+
+def dense_hessian(closure, params) -> np.ndarray:
+    """The dense Hessian: ``tinycurv.curvature.dense.hessian``, else identity columns by HVP."""
+    if _dense_hessian is not None:
+        return tc.asnumpy(_dense_hessian(closure, params))
+    sizes = [p.size for p in params]
+    p = sum(sizes)
+    E = np.eye(p)
+    columns, start = [], 0
+    for param, size in zip(params, sizes, strict=True):
+        columns.append(asarray(E[:, start : start + size].reshape((p,) + param.shape)))
+        start += size
+    HE = tc.hvp(closure, params, columns, batched=True)
+    return np.concatenate([tc.asnumpy(h).reshape(p, -1) for h in HE], axis=1).T
+
+
+def flat(arrays) -> np.ndarray:
+    return np.concatenate([np.ravel(tc.asnumpy(a)) for a in arrays])
+
+
+def params_of(model) -> np.ndarray:
+    return flat([p.data for p in model.parameters()])
+
+
+def orthogonal(p: int, seed: int) -> np.ndarray:
+    q, _ = np.linalg.qr(np.random.default_rng(seed).standard_normal((p, p)))
+    return q
+
+
+# --------------------------------------------------------------------------------------------
+# positive-definite H: the damped Newton step
+# --------------------------------------------------------------------------------------------
+def test_positive_definite_quadratic_gives_damped_newton_step():
+    eigenvalues = np.array([1.0, 1.5, 2.0, 2.5, 3.0])
+    Q = orthogonal(5, seed=0)
+    A = Q @ np.diag(eigenvalues) @ Q.T
+    rng = np.random.default_rng(1)
+    b, theta0 = rng.standard_normal(5), rng.standard_normal(5)
+    lam = 0.2
+    V = (eigenvalues.min() ** 2 + eigenvalues.max() ** 2) / 2  # ρ = 0.8, balanced
+    model = Point(theta0)
+    opt = SeriesSFN(
+        model, quadratic_loss(A, b), order=120, acceleration=1, damping=lam, scale=V,
+        adaptive=False, lr=1.0, momentum=0.0,
+    )  # fmt: skip
+    opt.step(DUMMY, DUMMY)
+    g = A @ theta0 - b
+    newton = theta0 - np.linalg.solve(A + lam * np.eye(5), g)
+    np.testing.assert_allclose(params_of(model), newton, rtol=1e-9, atol=1e-12)
+
+
+def test_positive_definite_linear_layer_gives_damped_newton_step():
+    """A linear layer under MSE: H = (1/b)·[x 1]ᵀ[x 1] ⊗ I ≻ 0 (b > inputs + 1)."""
+    rng = np.random.default_rng(2)
+    model = nn.Linear(3, 2, rng=rng)
+    x, y = rng.standard_normal((200, 3)), rng.standard_normal((200, 2))  # H ≈ I: fast series
+    closure = lambda: nn.MSELoss()(model(asarray(x)), asarray(y))
+    H = dense_hessian(closure, model.parameters())
+    eigenvalues = np.linalg.eigvalsh(H)
+    assert eigenvalues.min() > 0.05
+    g = flat(tc.grad(closure, model.parameters()))
+    theta0 = params_of(model)
+    lam = 0.1
+    V = (eigenvalues.min() ** 2 + eigenvalues.max() ** 2) / 2
+    rate = (eigenvalues.max() ** 2 - eigenvalues.min() ** 2) / (2 * V)
+    order = int(math.log(1e-13) / math.log(rate)) + 10  # the tail below 1e-13
+    opt = SeriesSFN(
+        model, nn.MSELoss(), order=order, acceleration=1, damping=lam, scale=V, adaptive=False,
+        lr=1.0, momentum=0.0,
+    )  # fmt: skip
+    opt.step(x, y)
+    newton = theta0 - np.linalg.solve(H + lam * np.eye(len(g)), g)
+    np.testing.assert_allclose(params_of(model), newton, rtol=1e-8, atol=1e-11)
+
+
+def test_fixed_step_with_momentum_by_hand():
+    """δ = α u + μ δ_prev with u from ``series_operator`` on the dense Hessian."""
+    eigenvalues = np.array([-2.0, -0.5, 1.0, 1.5])
+    A = (Q := orthogonal(4, seed=3)) @ np.diag(eigenvalues) @ Q.T
+    rng = np.random.default_rng(4)
+    b, theta = rng.standard_normal(4), rng.standard_normal(4)
+    hp = dict(order=12, acceleration=2, damping=0.3, scale=5.0, lr=0.7, momentum=0.4)
+    model = Point(theta)
+    opt = SeriesSFN(model, quadratic_loss(A, b), adaptive=False, **hp)
+    dense = lambda vs: [A @ vs[0]]
+    delta = np.zeros(4)
+    for _ in range(3):
+        g = A @ theta - b
+        u = series_operator(dense, [g], 12, 5.0, 0.3, 2)[0]
+        delta = 0.7 * u + 0.4 * delta
+        theta = theta - delta
+        loss = opt.step(DUMMY, DUMMY)
+        before = theta + delta
+        assert loss == pytest.approx(0.5 * before @ A @ before - b @ before, rel=1e-12)
+        np.testing.assert_allclose(params_of(model), theta, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(opt.state["delta"][0], delta, rtol=1e-12)
+    assert opt.state["damping"] == 0.3 and opt.state["V"] == 5.0
+
+
+# --------------------------------------------------------------------------------------------
+# a tiny MLP at a non-minimum point: convergence to the exact saddle-free direction
+# --------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_mlp():
+    """A 1→1→1 tanh MLP on 6 points, at a point where H (4×4) has two negative eigenvalues.
+
+    (Wider MLPs have near-zero Hessian eigenvalues, |λ|_max/|λ|_min > 200, for which
+    ``ρ = 1 − λ_min²/V`` is too close to 1 to show a rate in a few dozen terms.)
+    """
+    rng = np.random.default_rng(77)
+    model = nn.Sequential(nn.Linear(1, 1, rng=rng), nn.Tanh(), nn.Linear(1, 1, rng=rng))
+    x, y = asarray(rng.standard_normal((6, 1))), asarray(rng.standard_normal((6, 1)))
+    params = model.parameters()
+    closure = lambda: nn.MSELoss()(model(x), y)
+    H = dense_hessian(closure, params)
+    g = tc.grad(closure, params)
+    return closure, params, H, g
+
+
+def _tail(c: list[float], y: float, N: int) -> float:
+    """``Σₙ≥N cₙ yⁿ`` for |y| < 1: the exact sum ``1/(d + √(1 − y))`` minus the first N terms."""
+    d = 1.0 / c[0] - 1.0
+    return 1.0 / (d + math.sqrt(1.0 - y)) - sum(c[n] * y**n for n in range(N))
+
+
+@pytest.mark.parametrize("damping", [0.0, 0.2])
+def test_mlp_series_converges_to_abs_hessian_inverse_at_the_predicted_rate(tiny_mlp, damping):
+    closure, params, H, g = tiny_mlp
+    eigenvalues, Q = np.linalg.eigh(0.5 * (H + H.T))
+    assert (eigenvalues < 0).sum() == 2  # a saddle region: two directions of negative curvature
+    V = float(np.max(eigenvalues**2))  # what power iteration estimates: Y has spectrum in [0, 1)
+    y_spectrum = 1.0 - eigenvalues**2 / V
+    rho = float(np.max(np.abs(y_spectrum)))
+    assert 0.85 < rho < 0.9
+    g_flat = flat(g)
+    exact = abs_hessian_inverse(H, g_flat, damping)
+    c = series_coefficients(60, damping / math.sqrt(V))
+    errors = {}
+    for N in (5, 10, 20, 40):
+        direction = flat(saddle_free_direction(closure, params, g, N, V, damping))
+        error = direction - exact
+        errors[N] = np.linalg.norm(error)
+        # every eigen-component of the error is minus the tail of its scalar series
+        predicted = -Q @ (
+            (Q.T @ g_flat) * np.array([_tail(c, yi, N) for yi in y_spectrum]) / math.sqrt(V)
+        )
+        np.testing.assert_allclose(error, predicted, rtol=1e-7, atol=1e-12 * np.linalg.norm(exact))
+    assert errors[5] > errors[10] > errors[20] > errors[40]
+    assert errors[40] < 2e-3 * np.linalg.norm(exact)
+    # the rate: geometric at ρ once the slowly varying tail factor of the dominant eigen-
+    # component is divided out (cf. tests/test_sfn_math.py)
+    dominant = float(y_spectrum[np.argmax(np.abs(y_spectrum))])
+    N1, N2 = 20, 40
+    factor = abs(_tail(c, dominant, N1) / dominant**N1) / abs(_tail(c, dominant, N2) / dominant**N2)
+    assert (errors[N2] / errors[N1] * factor) ** (1 / (N2 - N1)) == pytest.approx(rho, abs=2e-3)
+
+
+@pytest.mark.parametrize("order", [10, 20])
+def test_mlp_acceleration_reduces_error_at_fixed_order(tiny_mlp, order):
+    closure, params, H, g = tiny_mlp
+    V = float(np.max(np.linalg.eigvalsh(H) ** 2))
+    exact = abs_hessian_inverse(H, flat(g), 0.1)
+    error = lambda k: np.linalg.norm(
+        flat(saddle_free_direction(closure, params, g, order, V, 0.1, acceleration=k)) - exact
+    )
+    plain = error(0)
+    assert error(1) < 0.5 * plain
+    assert error(2) < 0.5 * plain
+
+
+# --------------------------------------------------------------------------------------------
+# escaping a saddle
+# --------------------------------------------------------------------------------------------
+START = np.array([0.5, 1e-3])  # near the saddle at the origin
+
+
+def test_newton_converges_to_the_saddle():
+    theta = START.copy()
+    model = Point(theta)
+    closure = lambda: saddle_loss(model(DUMMY), None)
+    for _ in range(12):
+        model.theta.data = asarray(theta)
+        g = flat(tc.grad(closure, model.parameters()))
+        H = dense_hessian(closure, model.parameters())
+        theta = theta - np.linalg.solve(H, g)  # Newton: attracted by the saddle
+    assert np.linalg.norm(theta) < 1e-12
+
+
+@pytest.mark.parametrize(
+    "hp",
+    [
+        dict(adaptive=False, lr=1.0, momentum=0.0, damping=0.0, scale=16.0),
+        dict(adaptive=False, damping=0.0, scale="power", power_iters=5),  # momentum 0.5
+        dict(order=10),  # otherwise the defaults: adaptive, λ₀ = 1, V by the running max
+    ],
+    ids=["fixed", "momentum-power", "adaptive-default"],
+)
+def test_series_sfn_escapes_the_saddle(hp):
+    model = Point(START)
+    opt = SeriesSFN(model, saddle_loss, **hp)
+    losses = [opt.step(DUMMY, DUMMY) for _ in range(45)]
+    x, y = params_of(model)
+    final = float(saddle_loss(model.theta, None).item())
+    assert abs(x) < 1e-4 and abs(abs(y) - math.sqrt(2.0)) < 1e-4  # a minimum, not the saddle
+    assert final == pytest.approx(-1.0, abs=1e-7)
+    assert final < losses[0] - 0.9  # f decreased from ≈ 0.25 to −1
+    assert min(losses[:5]) > -0.01  # it started at the saddle's level, f(saddle) = 0 (+x²)
+
+
+# --------------------------------------------------------------------------------------------
+# the adaptive step
+# --------------------------------------------------------------------------------------------
+def _saddle_free_subspace_step(H, g, D, lam):
+    """Dense: minimise −gᵀδ + ½δᵀ(|QᵀHQ|_Q + λI)δ over δ = D c, Q an orthonormal basis of D."""
+    Qs, R = np.linalg.qr(D)
+    nu, W = np.linalg.eigh(Qs.T @ H @ Qs)
+    z = W @ ((W.T @ (Qs.T @ g)) / (np.abs(nu) + lam))
+    c = np.linalg.solve(R, z)
+    return c, -0.5 * (Qs.T @ g) @ z
+
+
+@pytest.mark.parametrize("spectrum", ["indefinite", "positive-definite"])
+def test_adaptive_coefficients_match_dense_subspace_model(spectrum):
+    eigenvalues = np.array([-1.5, -0.4, 0.7, 1.2, 2.0])
+    if spectrum == "positive-definite":
+        eigenvalues = np.abs(eigenvalues)
+    A = (Q := orthogonal(5, seed=5)) @ np.diag(eigenvalues) @ Q.T
+    rng = np.random.default_rng(6)
+    b, theta = rng.standard_normal(5), rng.standard_normal(5)
+    model = Point(theta)
+    hp = dict(order=8, acceleration=1, damping=0.5, scale=4.0)
+    opt = SeriesSFN(model, quadratic_loss(A, b), **hp)
+    dense = lambda vs: [A @ vs[0]]
+    L = lambda t: 0.5 * t @ A @ t - b @ t
+    lam, delta = 0.5, None
+    for step in range(3):
+        g = A @ theta - b
+        u = series_operator(dense, [g], 8, 4.0, lam, 1)[0]
+        D = u[:, None] if delta is None else np.stack([u, delta], axis=1)
+        c, model_change = _saddle_free_subspace_step(A, g, D, lam)
+        alpha, mu = c[0], (c[1] if len(c) > 1 else 0.0)
+        if spectrum == "positive-definite" and delta is not None:  # K-FAC's rule with H + λI
+            kfac = np.linalg.solve(D.T @ (A + lam * np.eye(5)) @ D, D.T @ g)
+            np.testing.assert_allclose(c, kfac, rtol=1e-9)
+        delta = alpha * u + (0.0 if delta is None else mu * delta)
+        rho = (L(theta - delta) - L(theta)) / model_change
+        theta = theta - delta
+        lam = 0.9 * lam if rho > 0.75 else lam / 0.9 if rho < 0.25 else lam
+        opt.step(DUMMY, DUMMY)
+        assert opt.state["alpha"] == pytest.approx(alpha, rel=1e-9)
+        assert opt.state["mu"] == pytest.approx(mu, rel=1e-9, abs=1e-12 if step == 0 else 0)
+        assert opt.state["rho"] == pytest.approx(rho, rel=1e-9)
+        assert opt.state["damping"] == pytest.approx(lam, rel=1e-12)
+        np.testing.assert_allclose(params_of(model), theta, rtol=1e-9, atol=1e-12)
+
+
+def _sqrt_loss(theta: Tensor, _targets) -> Tensor:
+    """``L(θ) = √(1 + θ²)``: H = (1 + θ²)^(−3/2) > 0 but the Newton step overshoots."""
+    return ((theta * theta).sum() + 1.0) ** 0.5
+
+
+@pytest.mark.parametrize(
+    ("theta0", "lam", "branch", "reject_uphill"),
+    [
+        (0.3, 0.05, "shrink", True),  # nearly quadratic here: ρ ≈ 0.99 > 3/4
+        (1.1, 0.05, "grow", True),  # the step overshoots the minimum: ρ ≈ 0.10 < 1/4
+        (0.75, 0.05, "keep", True),  # in between: ρ ≈ 0.63
+        (0.3, 1e-8, "floor", True),  # ρ > 3/4 but λ is at its floor
+        (1.2, 0.05, "grow", False),  # the step goes uphill (ρ < 0) and is kept …
+        (1.2, 0.05, "reject", True),  # … or undone
+    ],
+)
+def test_levenberg_marquardt_damping_rule(theta0, lam, branch, reject_uphill):
+    """1-D, so the series is exact with V = H² (order 1; power iteration is exact) and the
+    model along u is minimised at α = 1: δ = g/(H + λ), M(δ) − M(0) = −½ g δ."""
+    model = Point(np.array([theta0]))
+    opt = SeriesSFN(
+        model, _sqrt_loss, order=1, acceleration=0, damping=lam, scale="power", power_iters=1,
+        min_damping=1e-8, reject_uphill=reject_uphill,
+    )  # fmt: skip
+    g, H = theta0 / math.sqrt(1 + theta0**2), (1 + theta0**2) ** -1.5
+    delta = g / (H + lam)
+    rho = (math.sqrt(1 + (theta0 - delta) ** 2) - math.sqrt(1 + theta0**2)) / (-0.5 * g * delta)
+    assert {"shrink": rho > 0.75, "grow": rho < 0.25, "keep": 0.25 <= rho <= 0.75,
+            "floor": rho > 0.75, "reject": rho < 0}[branch]  # fmt: skip
+    opt.step(DUMMY, DUMMY)
+    assert opt.state["rho"] == pytest.approx(rho, rel=1e-10)
+    expected = {"shrink": 0.9 * lam, "grow": lam / 0.9, "keep": lam, "floor": 1e-8,
+                "reject": lam / 0.9}[branch]  # fmt: skip
+    assert opt.state["damping"] == pytest.approx(expected, rel=1e-14)
+    if branch == "reject":
+        np.testing.assert_array_equal(params_of(model), [theta0])  # undone exactly
+        assert opt.state["rejected"] == 1 and "delta" not in opt.state
+    else:
+        assert opt.state["alpha"] == pytest.approx(1.0, rel=1e-12)
+        np.testing.assert_allclose(params_of(model), [theta0 - delta], rtol=1e-12)
+        assert "rejected" not in opt.state
+
+
+# --------------------------------------------------------------------------------------------
+# training, checkpoints, guards
+# --------------------------------------------------------------------------------------------
+def _digits_mlp(seed: int = 0) -> nn.Sequential:
+    rng = np.random.default_rng(seed)
+    return nn.Sequential(nn.Linear(64, 32, rng=rng), nn.Tanh(), nn.Linear(32, 10, rng=rng))
+
+
+def _digit_batches(n: int, batch: int = 128, seed: int = 1):
+    X, y, _, _ = load_digits()
+    rng = np.random.default_rng(seed)
+    return X, y, [rng.choice(len(X), batch, replace=False) for _ in range(n)]
+
+
+@pytest.mark.parametrize("adaptive", [True, False])
+def test_training_on_digits_decreases_the_loss(adaptive):
+    X, y, batches = _digit_batches(25)
+    model = _digits_mlp()
+    loss_fn = nn.CrossEntropyLoss()
+    full = lambda: float(loss_fn(model(X), y).item())
+    before = full()
+    opt = SeriesSFN(model, loss_fn, order=8, adaptive=adaptive)
+    losses = [opt.step(X[i], y[i]) for i in batches]
+    after = full()
+    assert before > 2.0 and after < 0.5 * before
+    assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5])
+
+
+@pytest.mark.parametrize("scale", [None, "power"])
+def test_checkpoint_resumes_bit_for_bit(tmp_path, scale):
+    X, y, batches = _digit_batches(6, batch=64)
+    loss_fn = nn.CrossEntropyLoss()
+    hp = dict(order=6, acceleration=1, scale=scale, power_iters=3)
+    model = _digits_mlp()
+    opt = SeriesSFN(model, loss_fn, **hp)
+    for i in batches[:3]:
+        opt.step(X[i], y[i])
+    tc.save(tmp_path / "ckpt.npz", model, opt)
+    straight = [opt.step(X[i], y[i]) for i in batches[3:]]
+    final = params_of(model)
+
+    model2 = _digits_mlp(seed=123)  # different weights: all must come from the checkpoint
+    opt2 = SeriesSFN(model2, loss_fn, **hp)
+    tc.load(tmp_path / "ckpt.npz", model2, opt2)
+    resumed = [opt2.step(X[i], y[i]) for i in batches[3:]]
+    assert resumed == straight
+    np.testing.assert_array_equal(params_of(model2), final)
+    assert opt2.state["damping"] == opt.state["damping"] and opt2.state["V"] == opt.state["V"]
+
+
+def test_scale_is_the_running_max_of_the_first_series_term(monkeypatch):
+    """``scale=None``: V ← max(V, ‖H²g‖/‖g‖), from ``initial_scale``; H²g costs nothing extra."""
+    import tinycurv.optim.sfn as module
+
+    A = np.diag([10.0, 1.0])
+    model = Point(np.array([0.1, 1.0]))  # g = Aθ = (1, 1): ‖H²g‖/‖g‖ = √(10⁴ + 1)/√2 ≈ 70.7
+    opt = SeriesSFN(model, quadratic_loss(A, np.zeros(2)), order=5, initial_scale=1.0)
+    calls, original = [], module.hvp
+    monkeypatch.setattr(module, "hvp", lambda *a, **k: calls.append(1) or original(*a, **k))
+    opt.step(DUMMY, DUMMY)
+    assert opt.state["V"] == pytest.approx(math.sqrt(1e4 + 1) / math.sqrt(2), rel=1e-14)
+    assert len(calls) == 2 * (5 - 1) + 1  # the series' 2(N − 1) (the first two reused) + 2×2 model
+    g = A @ params_of(model)
+    opt.step(DUMMY, DUMMY)  # a smaller ‖H²g‖/‖g‖ leaves V at its maximum
+    assert np.linalg.norm(A @ A @ g) / np.linalg.norm(g) < opt.state["V"]
+    assert opt.state["V"] == pytest.approx(math.sqrt(1e4 + 1) / math.sqrt(2), rel=1e-14)
+
+
+def test_too_small_scale_is_enlarged_and_retried():
+    """H = diag(10, 0.1) and g mostly along the small eigenvalue: the running max of ‖H²g‖/‖g‖
+    (≈ 0.1) is far below λ_max²/2 = 50, so the series grows; V is enlarged and the step done."""
+    A, b = np.diag([10.0, 0.1]), np.zeros(2)
+    model = Point(np.array([1e-4, 1.0]))
+    opt = SeriesSFN(model, quadratic_loss(A, b), order=8, initial_scale=1e-3, adaptive=False)
+    with pytest.warns(RuntimeWarning, match="enlarged"):
+        opt.step(DUMMY, DUMMY)
+    assert opt.state["V"] >= 50.0
+    assert np.all(np.isfinite(params_of(model)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the enlarged V is kept: no retry at the next step
+        opt.step(DUMMY, DUMMY)
+
+
+def test_too_small_fixed_scale_raises():
+    A = np.diag([10.0, 0.1])
+    opt = SeriesSFN(Point(np.ones(2)), quadratic_loss(A, np.zeros(2)), order=8, scale=1.0)
+    with pytest.raises(ValueError, match="scale V too small"):
+        opt.step(DUMMY, DUMMY)
+
+
+def test_non_finite_gradient_skips_the_step():
+    """``√(θ²)`` at θ = 0: the loss is 0 but its gradient is NaN."""
+    model = Point(np.zeros(2))
+    opt = SeriesSFN(model, lambda t, _: ((t * t).sum()) ** 0.5)
+    with pytest.warns(RuntimeWarning, match="skipped"):
+        assert opt.step(DUMMY, DUMMY) == 0.0
+    np.testing.assert_array_equal(params_of(model), np.zeros(2))
+    assert "delta" not in opt.state
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(order=0),
+        dict(order=4, acceleration=2),
+        dict(scale=0.0),
+        dict(scale="auto"),
+        dict(damping=-1.0),
+        dict(damping_decay=1.0),
+        dict(power_iters=0),
+    ],
+)
+def test_bad_hyperparameters_raise(bad):
+    with pytest.raises(ValueError):
+        SeriesSFN(Point(np.ones(2)), saddle_loss, **bad)
+
+
+def test_registered_in_optim():
+    import tinycurv.optim as optim
+
+    assert optim.SeriesSFN is SeriesSFN and "SeriesSFN" in optim.__all__
