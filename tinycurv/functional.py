@@ -24,7 +24,7 @@ from typing import Any
 
 from tinycurv import dual as D
 from tinycurv.backend import xp
-from tinycurv.tensor import Tensor, no_grad, set_grad_enabled
+from tinycurv.tensor import Tensor, _own, no_grad, set_grad_enabled
 
 Closure = Callable[[], Tensor]
 
@@ -46,6 +46,11 @@ def _check(params: Sequence[Tensor], vectors: Sequence[Any], what: str, batched:
                 f"(parameter {i}{' ' + repr(p.name) if p.name else ''} has shape {p.shape})"
             )
     return k
+
+
+def _tangent(v: Any, p: Tensor) -> Any:
+    """``v`` as a backend array of the parameter's dtype (no silent float32 → float64 upcast)."""
+    return xp.asarray(v, dtype=D.primal(p.data).dtype)
 
 
 @contextlib.contextmanager
@@ -96,7 +101,9 @@ def jvp(closure: Closure, params: Sequence[Tensor], tangents: Sequence[Any]) -> 
     One forward sweep on duals ``Dual(θ, v)``; no tape is recorded.
     """
     _check(params, tangents, "jvp", batched=False)
-    with _substituted(params, [D.Dual(p.data, v) for p, v in zip(params, tangents, strict=True)]):
+    with _substituted(
+        params, [D.Dual(p.data, _tangent(v, p)) for p, v in zip(params, tangents, strict=True)]
+    ):
         with no_grad():
             out = _scalar(closure(), "jvp").data
     if not D.is_dual(out):  # the loss does not depend on params
@@ -129,22 +136,23 @@ def value_grad_and_hvp(
     hvps : list of arrays shaped like ``vectors``
     """
     k = _check(params, vectors, "hvp", batched)
-    duals = [D.Dual(p.data, v) for p, v in zip(params, vectors, strict=True)]
+    duals = [D.Dual(p.data, _tangent(v, p)) for p, v in zip(params, vectors, strict=True)]
     with _substituted(params, duals):
         out = _scalar(closure(), "hvp")
         out.backward()  # reverse mode on duals
         grads = [p.grad for p in params]
     value = xp.reshape(D.primal(out.data), ())
     g_out, hv_out = [], []
+    owners: set[int] = set()  # every returned array is its own, writeable memory
     for p, g in zip(params, grads, strict=True):
         dtype = D.primal(p.data).dtype
         if g is None:  # the loss does not depend on this parameter
             g = xp.zeros(p.shape, dtype=dtype)
         if D.is_dual(g):
-            g_out.append(g.primal)
-            hv_out.append(g.tangent)  # the tangent of the gradient: H v
+            g_out.append(_own(g.primal, owners))
+            hv_out.append(_own(g.tangent, owners))  # the tangent of the gradient: H v
         else:  # the gradient does not move along v
-            g_out.append(g)
+            g_out.append(_own(g, owners))
             hv_out.append(xp.zeros(((k,) if batched else ()) + p.shape, dtype=dtype))
     return value, g_out, hv_out
 
@@ -189,7 +197,7 @@ def taylor(
     if order < 0:
         raise ValueError(f"taylor: order must be ≥ 0, got {order}")
     _check(params, direction, "taylor", batched=False)
-    lifted = [_lift(p.data, u, order) for p, u in zip(params, direction, strict=True)]
+    lifted = [_lift(p.data, _tangent(u, p), order) for p, u in zip(params, direction, strict=True)]
     with _substituted(params, lifted):
         with no_grad():
             out = _scalar(closure(), "taylor").data

@@ -107,8 +107,9 @@ class MatMul(Function):
         gx = gw = None
         if self.needs_grad[0]:  # ∂/∂x: gy wᵀ
             gx = unbroadcast(D.matmul(gy, D.swapaxes(w, -1, -2)), D.shape(x))
-        if self.needs_grad[1]:  # ∂/∂w: xᵀ gy
-            gw = unbroadcast(D.matmul(D.swapaxes(x, -1, -2), gy), D.shape(w))
+        if self.needs_grad[1]:  # ∂/∂w: xᵀ gy, formed as (gyᵀ x)ᵀ so that for w = Wᵀ (a Linear
+            # layer) the gradient of W comes back C-contiguous: same products, faster updates
+            gw = unbroadcast(D.swapaxes(D.matmul(D.swapaxes(gy, -1, -2), x), -1, -2), D.shape(w))
         return gx, gw
 
 
