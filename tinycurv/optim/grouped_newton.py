@@ -1,0 +1,353 @@
+"""GroupedNewton: one learning rate per group of parameters, from a summary of the loss.
+
+P. Wolinski, "Adapting Newton's method to neural networks through a summary of higher-order
+derivatives" (Algorithm 1, Appendix F), as the reference code ``p-wol/GroupedNewton`` runs it
+(``NewtonSummary`` in ``newton_summary.py``). The parameters are split into S groups (by
+default every weight tensor and every bias vector is one group, the "canonical" partition).
+With gradient ``g_t`` of the training batch at step t::
+
+    u_t   = g_0                                       t = 0
+    u_t   = momentum · u_{t−1} + (1 − dampening) · g_t  t > 0     (SGD's momentum buffer)
+
+    every ``update_every`` steps (t = 0, T, 2T, …), on a curvature batch:
+        (g_bar, H_bar, D) = grouped_summary(loss, θ, u_t)        (tinycurv.curvature.grouped)
+        eta_star = grouped_newton_step(g_bar, H_bar, D, lam_int)  (App. D, host-side solve)
+        eta      = eta_star                                       at the first update
+        eta      = lr_momentum · eta + (1 − lr_momentum) · eta_star   afterwards
+        rates    = lr · max(eta, 0)                                (frozen until the next update)
+
+    θ_s ← θ_s − rates_s · u_{t,s}                       every step, for every group s
+
+``lr`` is what the reference calls ``damping`` (a global factor on the computed rates);
+``lam_int`` its ``damping_int`` (the cubic regularisation of App. D). The smoothing is taken
+over the raw ``eta_star`` and the negative rates are removed after it (the reference's
+``maintain_true_lrs=True`` with ``remove_negative=True``). When the cubic solve fails,
+``grouped_newton_step`` warns and returns ``eta_star = 0``, which is smoothed in like any
+other value (the reference sets its lrs to 0 and runs the same smoothing).
+
+Plateau schedule (the caller's job)
+-----------------------------------
+Call ``opt.end_epoch(mean_loss)`` once at the end of every epoch with the epoch's mean training
+loss. When the loss has not improved by a relative ``plateau_threshold`` on the best so far for
+more than ``plateau_patience`` epochs, ``lr`` and the current rates are multiplied by
+``plateau_factor`` (the reference's ``ReduceDampingOnPlateau`` with ``apply_to='damping'``,
+which multiplies the groups' ``damping`` and ``lr``; after a reduction the best loss becomes
+the current one, as in its ``src/`` version). Nothing happens if ``end_epoch`` is never called.
+
+Curvature batch (``curvature_batch``)
+-------------------------------------
+* ``None``: the summary is computed on the current training batch (simplest; no extra data);
+* ``(X_c, y_c)``: a fixed batch, used at every update;
+* an int m: m samples drawn without replacement from ``curvature_data=(X, y)`` at every update
+  by ``self.rng`` (a NumPy generator seeded by ``seed``; saved by ``tinycurv.checkpoint``).
+
+The reference draws the curvature batch from a separate, non-shuffled loader cycling over the
+training set (1000 samples against training batches of 100 in ``run_mlp_mnist.sh``).
+
+Defaults
+--------
+The defaults are the reference's settings for its MNIST MLP (``run_mlp_mnist.sh``:
+``hg.damping=.1``, ``nesterov.damping_int=1.``, ``hg.momentum=.9``, ``hg.momentum_damp=.9``,
+``hg.mom_lrs=.5``, ``hg.period_hg=10``, ``remove_negative=True``, canonical partition) and the
+plateau settings of the task (factor 0.5, patience 0, relative threshold 1e-4; the reference's
+later ``run_mlp_mnist_hydra.sh`` uses factor 0.5, threshold 1e-4 and patience 2).
+
+Host transfers
+--------------
+Only at an update: the S-sized summary (``g_bar``, ``H_bar``, ``D``) goes to the host for the
+solve (and ``taylor`` returns each ``D_s`` as a float). Between updates the rates are Python
+floats, so a step queues device work only (the base class still reads the loss).
+
+Invariance (Appendix E)
+-----------------------
+Under a per-group affine reparameterisation ``θ_s = α_s φ_s + β_s`` (α_s ≠ 0) the gradient and
+hence the momentum buffer transform as ``u^φ_s = α_s u^θ_s``; the summary along ``u^φ`` is the
+θ-summary along ``α_s² u^θ_s``, so ``eta^φ = diag(α²)⁻¹ eta^θ`` and the θ-space step
+``α_s · rates^φ_s · u^φ_s = rates^θ_s · u^θ_s`` is the same: the whole of Algorithm 1 (momentum,
+smoothing, ``max(·, 0)``, plateau schedule included) gives the same trajectory in θ-space.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from tinycurv.backend import asarray, asnumpy, is_array
+from tinycurv.curvature.grouped import check_groups, grouped_summary
+from tinycurv.curvature.grouped_step import grouped_newton_step
+from tinycurv.optim.base import Optimizer
+
+
+class GroupedNewton(Optimizer):
+    """GroupedNewton (Wolinski, Algorithm 1): per-group learning rates from a cubic model.
+
+    Parameters
+    ----------
+    model : Module
+        The network; its ``parameters()`` are updated in place.
+    loss_fn : callable
+        ``loss_fn(outputs, targets)`` returning the scalar batch loss as a Tensor.
+    lr : float
+        Global factor on the computed rates, > 0 (the reference's ``damping``; 0.1).
+    lam_int : float
+        Internal damping of the cubic model, ≥ 0 (the reference's ``damping_int``; 1.0).
+    momentum : float
+        Momentum of the direction u, in [0, 1] (0.9).
+    dampening : float
+        Dampening of the momentum, in [0, 1]: ``u ← momentum·u + (1 − dampening)·g`` (0.9).
+    lr_momentum : float
+        Exponential smoothing of the rates eta between updates, in [0, 1) (the reference's
+        ``mom_lrs``; 0.5).
+    update_every : int
+        T ≥ 1: steps between two computations of the summary (the reference's ``period_hg``; 10).
+    curvature_batch : None, int or (X_c, y_c)
+        Where the summary is computed: the current training batch (None), a fixed batch, or
+        that many samples drawn from ``curvature_data`` at each update.
+    curvature_data : (X, y), optional
+        The data set to draw from when ``curvature_batch`` is an int (host or backend arrays).
+    groups : list of lists of int, optional
+        A partition of the indices of ``model.parameters()`` into S groups; None: one group
+        per parameter tensor.
+    plateau_factor : float
+        Factor in (0, 1) applied to ``lr`` and the rates by ``end_epoch`` on a plateau (0.5).
+    plateau_patience : int
+        Epochs without improvement tolerated before a reduction, ≥ 0 (0).
+    plateau_threshold : float
+        Relative improvement needed to count as better, ≥ 0 (1e-4).
+    seed : int
+        Seeds ``self.rng``, used to draw curvature batches.
+
+    Notes
+    -----
+    ``state`` holds ``"u"`` (the direction, one array per parameter), ``"eta"`` (the smoothed
+    eta, S floats), ``"eta_star"`` (the last solve's eta), ``"rates"`` (the current per-group
+    learning rates ``lr·max(eta, 0)``), ``"summary"`` (the last ``g_bar``, ``H_bar``, ``D`` as
+    lists), ``"best_loss"`` and ``"bad_epochs"`` (the plateau schedule). ``history["rates"]``
+    lists the rates used at every step (plot ``numpy.array(opt.history["rates"])``, shape
+    (steps, S)); ``history["updates"]`` one dict per summary update (step, eta_star, eta,
+    rates, the solver's case).
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        loss_fn: Any,
+        lr: float = 0.1,
+        lam_int: float = 1.0,
+        momentum: float = 0.9,
+        dampening: float = 0.9,
+        lr_momentum: float = 0.5,
+        update_every: int = 10,
+        curvature_batch: int | tuple[Any, Any] | None = None,
+        curvature_data: tuple[Any, Any] | None = None,
+        groups: Sequence[Sequence[int]] | None = None,
+        plateau_factor: float = 0.5,
+        plateau_patience: int = 0,
+        plateau_threshold: float = 1e-4,
+        seed: int = 0,
+    ) -> None:
+        _check_range("lr", lr, 0.0, math.inf, low_open=True)
+        _check_range("lam_int", lam_int, 0.0, math.inf)
+        _check_range("momentum", momentum, 0.0, 1.0)
+        _check_range("dampening", dampening, 0.0, 1.0)
+        _check_range("lr_momentum", lr_momentum, 0.0, 1.0, high_open=True)
+        _check_range("plateau_factor", plateau_factor, 0.0, 1.0, low_open=True, high_open=True)
+        _check_range("plateau_threshold", plateau_threshold, 0.0, math.inf)
+        if int(update_every) != update_every or update_every < 1:
+            raise ValueError(
+                f"GroupedNewton: update_every must be an integer ≥ 1, got {update_every!r}"
+            )
+        if int(plateau_patience) != plateau_patience or plateau_patience < 0:
+            raise ValueError(
+                f"GroupedNewton: plateau_patience must be an integer ≥ 0, got {plateau_patience!r}"
+            )
+        params = model.parameters()
+        groups = check_groups(groups, len(params))
+
+        # where the curvature batch comes from: "current", "fixed" or an int size
+        self._fixed_batch: tuple[Any, Any] | None = None
+        self._curvature_data: tuple[Any, Any] | None = None
+        if curvature_batch is None:
+            source: str | int = "current"
+        elif isinstance(curvature_batch, tuple | list):
+            if len(curvature_batch) != 2:
+                raise ValueError("GroupedNewton: curvature_batch must be None, an int or (X, y)")
+            source = "fixed"
+            self._fixed_batch = (_to_backend(curvature_batch[0]), _to_backend(curvature_batch[1]))
+        elif isinstance(curvature_batch, int | np.integer) and not isinstance(
+            curvature_batch, bool
+        ):
+            if curvature_batch < 1:
+                raise ValueError(
+                    f"GroupedNewton: curvature_batch must be ≥ 1, got {curvature_batch}"
+                )
+            if curvature_data is None or len(curvature_data) != 2:
+                raise ValueError(
+                    "GroupedNewton: curvature_batch=int needs curvature_data=(X, y) to draw from"
+                )
+            if int(curvature_batch) > len(curvature_data[0]):
+                raise ValueError(
+                    f"GroupedNewton: curvature_batch={curvature_batch} exceeds the "
+                    f"{len(curvature_data[0])} samples of curvature_data"
+                )
+            source = int(curvature_batch)
+            self._curvature_data = (curvature_data[0], curvature_data[1])
+        else:
+            raise ValueError(
+                f"GroupedNewton: curvature_batch must be None, an int or (X_c, y_c), "
+                f"got {type(curvature_batch).__name__}"
+            )
+
+        super().__init__(
+            model,
+            loss_fn,
+            lr=float(lr),
+            lam_int=float(lam_int),
+            momentum=float(momentum),
+            dampening=float(dampening),
+            lr_momentum=float(lr_momentum),
+            update_every=int(update_every),
+            curvature_batch=source,
+            groups=groups,
+            plateau_factor=float(plateau_factor),
+            plateau_patience=int(plateau_patience),
+            plateau_threshold=float(plateau_threshold),
+            seed=int(seed),
+        )
+        self.rng = np.random.default_rng(int(seed))
+        self.history: dict[str, list[Any]] = {"rates": [], "updates": []}
+
+    # -- one step --------------------------------------------------------------------------------
+
+    def _update(self, x: Any, y: Any) -> Any:
+        loss, g = self.loss_and_grad(x, y)  # one forward + backward on the training batch
+        u = self.state.get("u")
+        if u is None:
+            u = list(g)  # Alg. 1: u_0 = g_0
+        else:
+            m, keep = self.momentum, 1.0 - self.dampening
+            u = [m * ui + keep * gi for ui, gi in zip(u, g, strict=True)]  # Alg. 1: momentum
+        self.state["u"] = u
+
+        if self.t % self.update_every == 0:
+            self._update_rates(x, y, u)
+
+        rates = self.state["rates"]
+        for s, group in enumerate(self.groups):  # Alg. 1: θ_s ← θ_s − rates_s · u_s
+            if rates[s] != 0.0:
+                for i in group:
+                    p = self.params[i]
+                    p.data = p.data - rates[s] * u[i]
+        self.history["rates"].append(tuple(rates))
+        return loss
+
+    def _update_rates(self, x: Any, y: Any, u: list[Any]) -> None:
+        """Compute the summary along u, solve for eta_star, smooth, set the rates."""
+        xc, yc = self._curvature_batch(x, y)
+        closure = self.closure(xc, yc)
+        g_bar, H_bar, D = grouped_summary(closure, self.params, u, self.groups)
+        g_bar, H_bar, D = asnumpy(g_bar), asnumpy(H_bar), asnumpy(D)  # the S-sized transfer
+        self.state["summary"] = {"g_bar": g_bar.tolist(), "H_bar": H_bar.tolist(), "D": D.tolist()}
+        if np.all(np.isfinite(g_bar)) and np.all(np.isfinite(H_bar)) and np.all(np.isfinite(D)):
+            eta_star, info = grouped_newton_step(g_bar, H_bar, D, self.lam_int, return_info=True)
+            eta_star, case = [float(e) for e in eta_star], info["case"]
+        else:  # treated like a failed solve: eta_star = 0 (warned)
+            self.warn_skip("the curvature summary is not finite; eta_star = 0 at this update")
+            eta_star, case = [0.0] * len(self.groups), "not finite"
+
+        eta = self.state.get("eta")
+        r = self.lr_momentum if eta is not None else 0.0  # the first update takes eta_star
+        eta = (
+            eta_star
+            if eta is None
+            else [r * e + (1.0 - r) * es for e, es in zip(eta, eta_star, strict=True)]
+        )
+        rates = [self.lr * max(e, 0.0) for e in eta]  # App. F: negative rates removed
+        self.state.update(eta=eta, eta_star=eta_star, rates=rates)
+        self.history["updates"].append(
+            {"step": self.t, "eta_star": eta_star, "eta": eta, "rates": rates, "case": case}
+        )
+
+    def _curvature_batch(self, x: Any, y: Any) -> tuple[Any, Any]:
+        source = self.curvature_batch
+        if source == "current":
+            return x, y
+        if source == "fixed":
+            assert self._fixed_batch is not None
+            return self._fixed_batch
+        X, Y = self._curvature_data  # type: ignore[misc]
+        idx = self.rng.choice(len(X), size=int(source), replace=False)
+        return _take(X, idx), _take(Y, idx)
+
+    # -- the plateau schedule ------------------------------------------------------------------
+
+    def end_epoch(self, mean_loss: float) -> bool:
+        """Tell the optimiser an epoch ended; halve ``lr`` and the rates on a plateau.
+
+        Call once per epoch with the epoch's mean training loss. If the loss is not below
+        ``best · (1 − plateau_threshold)`` for more than ``plateau_patience`` consecutive
+        epochs, ``lr`` and the current rates are multiplied by ``plateau_factor`` and the best
+        loss is reset to ``mean_loss``.
+
+        Returns
+        -------
+        bool
+            Whether ``lr`` was reduced.
+        """
+        current = float(mean_loss)
+        best = self.state.get("best_loss")
+        bad = int(self.state.get("bad_epochs", 0))
+        if best is None or current < best * (1.0 - self.plateau_threshold):
+            best, bad = current, 0
+        else:
+            bad += 1
+        reduced = bad > self.plateau_patience
+        if reduced:
+            factor = self.plateau_factor
+            self.hyperparameters["lr"] = self.lr * factor
+            if "rates" in self.state:
+                self.state["rates"] = [factor * r for r in self.state["rates"]]
+            best, bad = current, 0
+        self.state.update(best_loss=best, bad_epochs=bad)
+        return reduced
+
+    @property
+    def groups(self) -> list[list[int]]:
+        """The partition in use: group s lists the indices of its parameters."""
+        return self.hyperparameters["groups"]
+
+
+def _check_range(
+    name: str,
+    value: float,
+    low: float,
+    high: float,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> None:
+    """ValueError unless ``value`` is a finite number in the interval (open or closed ends)."""
+    v = float(value)
+    ok = math.isfinite(v) and (v > low if low_open else v >= low)
+    ok = ok and (v < high if high_open else v <= high)
+    if not ok:
+        lo, hi = "(" if low_open else "[", ")" if high_open else "]"
+        raise ValueError(f"GroupedNewton: {name} must lie in {lo}{low}, {high}{hi}, got {value!r}")
+
+
+def _to_backend(a: Any) -> Any:
+    """``a`` as a backend array, its dtype kept (backend arrays pass through)."""
+    if is_array(a) and not isinstance(a, np.ndarray):
+        return a
+    a = np.asarray(a)
+    return asarray(a, dtype=a.dtype)
+
+
+def _take(a: Any, idx: np.ndarray) -> Any:
+    """Rows ``idx`` of a host or backend array, as a backend array."""
+    if isinstance(a, np.ndarray):
+        rows = a[idx]
+        return asarray(rows, dtype=rows.dtype)
+    return a[asarray(idx)]
