@@ -87,7 +87,7 @@ def set_default_dtype(dtype: str) -> None:
     """Set the dtype of new parameters and data: ``"float64"`` (default) or ``"float32"``."""
     global _dtype
     try:
-        key = numpy.dtype(dtype).name
+        key = numpy.dtype(dtype).name if dtype is not None else "None"
     except TypeError:
         key = str(dtype)
     if key not in DTYPES:

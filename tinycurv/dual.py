@@ -239,7 +239,12 @@ def matmul(x: Any, y: Any) -> Any:
     (xp_, _), (yp_, _) = _split(x), _split(y)
     p = matmul(xp_, yp_)
     tx, ty = _align(x, ndim(p)), _align(y, ndim(p))
-    t = _tsum(None if tx is None else matmul(tx, yp_), None if ty is None else matmul(xp_, ty))
+    if tx is None or ty is None:
+        return Dual(p, matmul(tx, yp_) if ty is None else matmul(xp_, ty))
+    t, t2 = matmul(tx, yp_), matmul(xp_, ty)
+    if is_dual(t) or is_dual(t2) or shape(t) != shape(t2) or t.dtype != t2.dtype:
+        return Dual(p, add(t, t2))
+    t += t2  # both are fresh products: add in place, saving a temporary of the result's size
     return Dual(p, t)
 
 

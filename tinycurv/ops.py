@@ -17,6 +17,8 @@ from tinycurv.tensor import Function, Tensor
 
 def unbroadcast(g: Any, shape: tuple[int, ...]) -> Any:
     """Sum a cotangent over the axes that broadcasting added or stretched, back to ``shape``."""
+    if D.shape(g) == tuple(shape):
+        return g
     lead = D.ndim(g) - len(shape)
     axes = tuple(range(lead)) + tuple(
         lead + i for i, n in enumerate(shape) if n == 1 and D.shape(g)[lead + i] != 1

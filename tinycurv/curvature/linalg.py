@@ -4,10 +4,11 @@ Damped curvature factors (``A + λI``, ``I_b + a aᵀ/(bλ)``, ...) are symmetri
 so they are never inverted: they are factored once, ``K = L Lᵀ`` with ``L`` lower triangular,
 and each solve ``K X = B`` is two triangular solves, ``L Y = B`` then ``Lᵀ X = Y``.
 
-NumPy has no triangular solver of its own, so the triangular solves come from
-``scipy.linalg.solve_triangular`` on the NumPy backend and from
-``cupyx.scipy.linalg.solve_triangular`` on the CuPy backend (both imported lazily, chosen by
-``tinycurv.backend.backend_name()``). Everything else goes through ``xp``.
+NumPy has no Cholesky *solve*, so on the NumPy backend both steps call LAPACK through SciPy
+(``scipy.linalg.cholesky`` and ``cho_solve``, without their finite checks: potrf is also several
+times faster than ``numpy.linalg.cholesky`` in float32); on the CuPy backend the factor comes from
+``xp.linalg.cholesky`` and the solves from ``cupyx.scipy.linalg.solve_triangular``. Both are
+imported lazily, chosen by ``tinycurv.backend.backend_name()``.
 
 A matrix that is not (numerically) positive definite raises ``LinAlgError`` (NumPy's class;
 CuPy re-exports the same one) with a message naming the matrix.
@@ -22,11 +23,9 @@ from tinycurv.backend import backend_name, xp
 
 
 def _solve_triangular() -> Callable[..., Any]:
-    """The backend's ``solve_triangular`` (SciPy for NumPy, cupyx for CuPy)."""
-    if backend_name() == "cupy":
-        from cupyx.scipy.linalg import solve_triangular
-    else:
-        from scipy.linalg import solve_triangular
+    """CuPy's ``solve_triangular`` (cupyx)."""
+    from cupyx.scipy.linalg import solve_triangular
+
     return solve_triangular
 
 
@@ -57,7 +56,9 @@ def cho_factor(K: Any, name: str = "K") -> Any:
             with cupyx.errstate(linalg="raise"):
                 L = xp.linalg.cholesky(K)
         else:
-            L = xp.linalg.cholesky(K)
+            from scipy.linalg import cholesky
+
+            L = cholesky(K, lower=True, check_finite=False)
     except xp.linalg.LinAlgError as err:
         raise _not_pd(name, tuple(K.shape), str(err)) from err
     # NaN input can slip through the factorisation; a valid factor has a positive diagonal.
@@ -72,6 +73,10 @@ def cho_apply(L: Any, B: Any) -> Any:
         raise ValueError(
             f"right-hand side has {B.shape[0]} rows but the factor is {L.shape[0]}×{L.shape[1]}"
         )
+    if backend_name() != "cupy":  # LAPACK potrs: both triangular solves in one call
+        from scipy.linalg import cho_solve as lapack_cho_solve
+
+        return lapack_cho_solve((L, True), B, check_finite=False)
     solve_triangular = _solve_triangular()
     Y = solve_triangular(L, B, lower=True)  # L Y = B
     return solve_triangular(L, Y, lower=True, trans="T")  # Lᵀ X = Y

@@ -1,0 +1,385 @@
+"""The command line: ``tinycurv compare | verify | bench`` on tiny settings, and plots.
+
+Most tests call ``cli.main([...])`` in-process; a few run ``python -m tinycurv`` to check real
+exit statuses and that errors print a message, not a traceback. ``test_compare_defaults`` runs
+``tinycurv compare`` with no arguments at all (every optimiser, default steps), as CI must.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import os
+import struct
+import subprocess
+import sys
+import time
+import types
+from pathlib import Path
+
+import matplotlib.image
+import numpy as np
+import pytest
+
+from tinycurv import cli, verify
+from tinycurv.compare import DEFAULTS, CompareError, available_optimizers, compare
+from tinycurv.data import MNIST_FILES
+from tinycurv.plotting import plot_losses, read_steps_csv, running_mean
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _python(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 120):
+    """Run ``python -m tinycurv ARGS`` and return the completed process (text output)."""
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for name in ("TINYCURV_DATA", "TINYCURV_BACKEND", verify.BREAK_ENV):
+        full_env.pop(name, None)
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "tinycurv", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _assert_png(path: Path) -> None:
+    assert path.read_bytes()[:8] == PNG_MAGIC
+    image = matplotlib.image.imread(path)
+    assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
+    assert image.shape[2] in (3, 4)
+
+
+def _write_fake_mnist(folder: Path, n_train: int = 80, n_test: int = 20) -> None:
+    """The four IDX files with random 28×28 images and labels."""
+    rng = np.random.default_rng(0)
+    arrays = {
+        "train_images": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+        "train_labels": rng.integers(0, 10, n_train, dtype=np.uint8),
+        "test_images": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+        "test_labels": rng.integers(0, 10, n_test, dtype=np.uint8),
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    for key, array in arrays.items():
+        magic = 0x800 + array.ndim
+        header = struct.pack(f">{1 + array.ndim}I", magic, *array.shape)
+        (folder / MNIST_FILES[key]).write_bytes(header + array.tobytes())
+
+
+# --------------------------------------------------------------------------------------------
+# compare
+# --------------------------------------------------------------------------------------------
+def test_compare_writes_csv_and_valid_pngs(tmp_path, capsys):
+    out = tmp_path / "run"
+    status = cli.main(
+        [
+            "compare",
+            "--optimizers",
+            "sgd,adam",
+            "--steps",
+            "12",
+            "--batch-size",
+            "32",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
+    assert status == 0
+    text = capsys.readouterr().out
+    assert "sgd" in text and "adam" in text and "accuracy" in text and "ms/step" in text
+    with open(out / "steps.csv", newline="") as f:
+        reader = csv.reader(f)
+        assert next(reader) == ["optimizer", "step", "wall_time", "loss"]
+        rows = list(reader)
+    assert len(rows) == 24
+    assert [r[0] for r in rows] == ["sgd"] * 12 + ["adam"] * 12
+    assert [int(r[1]) for r in rows[:12]] == list(range(1, 13))
+    times = [float(r[2]) for r in rows[:12]]
+    assert times == sorted(times) and times[0] > 0
+    assert all(np.isfinite(float(r[3])) and float(r[3]) > 0 for r in rows)
+    for name in ("loss_per_step.png", "loss_per_second.png"):
+        _assert_png(out / name)
+
+
+def test_compare_function_results_and_table():
+    results = compare("teacher-student", ["sgd"], steps=15, batch_size=16, progress=False)
+    (run,) = results.runs
+    assert run.status == "ok" and len(run.losses) == 15 and len(run.wall_times) == 15
+    assert run.final_loss == pytest.approx(np.mean(run.losses[-10:]))
+    assert results.metric == "test loss" and np.isfinite(run.test_metric)
+    assert results.files == [] and results.out is None
+    assert "test loss" in results.table() and results.table(markdown=True).startswith("| ")
+
+
+def test_compare_digits_cnn_runs(tmp_path):
+    results = compare("digits-cnn", ["sgd"], steps=3, batch_size=8, progress=False)
+    assert results.runs[0].status == "ok" and 0.0 <= results.runs[0].test_metric <= 1.0
+
+
+def test_compare_same_start_and_batches_for_every_optimiser():
+    results = compare("digits-mlp", ["sgd", "adam"], steps=1, progress=False)
+    first = [r.losses[0] for r in results.runs]
+    assert first[0] == first[1]  # same initial weights, same first batch
+
+
+def test_diverged_run_is_marked_and_the_others_go_on(tmp_path):
+    results = compare(
+        "teacher-student",
+        ["sgd", "adam"],
+        steps=30,
+        batch_size=16,
+        progress=False,
+        out=tmp_path,
+        hyperparameters={"sgd": {"lr": 1e6}},
+    )
+    sgd, adam = results.runs
+    assert sgd.status == "diverged" and len(sgd.losses) < 30
+    assert adam.status == "ok" and len(adam.losses) == 30
+    assert "diverged" in results.table()
+    _assert_png(tmp_path / "loss_per_step.png")
+
+
+def test_unknown_optimizer_fails_listing_the_valid_ones(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["compare", "--optimizers", "sgd,newton9000"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "newton9000" in err and all(name in err for name in DEFAULTS)
+    with pytest.raises(CompareError, match="choose from"):
+        compare("digits-mlp", ["newton9000"], steps=1, progress=False)
+
+
+def test_unknown_task_fails_listing_the_valid_ones(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["compare", "--task", "imagenet"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "imagenet" in err and "digits-mlp" in err and "mnist-autoencoder" in err
+    with pytest.raises(CompareError, match="digits-cnn"):
+        compare("imagenet", ["sgd"], progress=False)
+
+
+def test_mnist_without_data_exits_2_with_a_message(tmp_path, capsys):
+    missing = str(tmp_path / "nowhere")
+    argv = ["compare", "--optimizers", "sgd", "--steps", "1", "--data", missing]
+    proc = _python(*argv, "--task", "mnist-mlp")  # a real process: status, and no traceback
+    assert proc.returncode == 2
+    assert "MNIST" in proc.stderr and "nowhere" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert cli.main([*argv, "--task", "mnist-autoencoder", "--out", str(tmp_path)]) == 2
+    assert "nowhere" in capsys.readouterr().err
+
+
+def test_mnist_without_data_dir_or_env_exits_2(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("TINYCURV_DATA", raising=False)
+    status = cli.main(
+        [
+            "compare",
+            "--task",
+            "mnist-mlp",
+            "--optimizers",
+            "sgd",
+            "--steps",
+            "1",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    assert status == 2
+    assert "TINYCURV_DATA" in capsys.readouterr().err
+
+
+def test_mnist_tasks_with_data_from_the_environment(tmp_path, monkeypatch):
+    _write_fake_mnist(tmp_path / "mnist")
+    monkeypatch.setenv("TINYCURV_DATA", str(tmp_path / "mnist"))
+    mlp = compare("mnist-mlp", ["sgd"], steps=2, batch_size=16, progress=False)
+    assert mlp.runs[0].status == "ok" and mlp.metric == "accuracy"
+    ae = compare(
+        "mnist-autoencoder",
+        ["sgd"],
+        steps=2,
+        batch_size=8,
+        progress=False,
+        hyperparameters={"sgd": {"lr": 1e-3}},
+    )
+    assert ae.runs[0].status == "ok" and ae.metric == "test loss"
+    assert ae.runs[0].test_metric > 0
+
+
+def test_every_default_resolves_or_is_reported_unavailable():
+    names = available_optimizers()
+    assert {"sgd", "adam"} <= set(names)
+    for path, kwargs, why in DEFAULTS.values():
+        assert path.startswith("tinycurv.optim.") and isinstance(kwargs, dict) and why
+
+
+# --------------------------------------------------------------------------------------------
+# verify
+# --------------------------------------------------------------------------------------------
+def test_verify_all_checks_pass(capsys, monkeypatch):
+    monkeypatch.delenv(verify.BREAK_ENV, raising=False)
+    assert cli.main(["verify"]) == 0
+    out = capsys.readouterr().out
+    assert "FAIL" not in out
+    for check in verify.CHECKS.values():
+        assert check.name in out and check.claim in out
+    assert f"{len(verify.CHECKS)}/{len(verify.CHECKS)} checks passed" in out
+
+
+def test_verify_covers_every_method():
+    names = " ".join(verify.CHECKS)
+    for prefix in (
+        "hvp",
+        "kfac",
+        "isaac-thm1",
+        "isaac-thm2",
+        "isaac-thm3",
+        "isaac-thm4",
+        "gn-newton",
+        "gn-cauchy",
+        "gn-invariance",
+        "gn-fixed-point",
+        "sfn-series",
+        "sfn-coefficients",
+    ):
+        assert prefix in names
+
+
+def test_a_broken_check_makes_verify_fail(monkeypatch, capsys):
+    monkeypatch.setenv(verify.BREAK_ENV, "isaac-thm3")
+    assert cli.main(["verify", "--checks", "isaac-thm3,hvp-symmetry"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL" in out and "1/2 checks passed" in out
+
+
+def test_a_broken_check_gives_a_non_zero_exit_status():
+    proc = _python(
+        "verify", "--checks", "sfn-coefficients", env={verify.BREAK_ENV: "sfn-coefficients=1e-6"}
+    )
+    assert proc.returncode == 1 and "FAIL" in proc.stdout
+
+
+def test_verify_run_perturb_argument_and_errors(monkeypatch):
+    monkeypatch.delenv(verify.BREAK_ENV, raising=False)
+    (ok,) = verify.run(["hvp-symmetry"])
+    (broken,) = verify.run(["hvp-symmetry"], perturb={"hvp-symmetry": 1e-9})
+    assert ok.passed and not broken.passed
+    assert broken.error == pytest.approx(ok.error + 1e-9)
+    with pytest.raises(ValueError, match="unknown"):
+        verify.run(["no-such-check"])
+    with pytest.raises(ValueError, match="unknown"):
+        verify.run(["hvp-symmetry"], perturb={"no-such-check": 1.0})
+
+
+def test_a_crashing_check_is_a_failure(monkeypatch):
+    def crash() -> tuple[float, float]:
+        raise RuntimeError("boom")
+
+    monkeypatch.setitem(verify.CHECKS, "crash", verify.Check("crash", "c", "s", crash))
+    (outcome,) = verify.run(["crash"])
+    assert not outcome.passed and "boom" in verify.format_table([outcome])
+
+
+def test_verify_unknown_names(monkeypatch, capsys):
+    assert cli.main(["verify", "--checks", "nope"]) == 2
+    monkeypatch.setenv(verify.BREAK_ENV, "nope")
+    assert cli.main(["verify", "--checks", "hvp-symmetry"]) == 2
+    assert cli.main(["verify", "--list"]) == 0
+    assert "hvp-fd" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------------------------
+# bench
+# --------------------------------------------------------------------------------------------
+def test_bench_dispatches_sizes_and_markdown(monkeypatch, capsys):
+    calls = []
+    fake = types.ModuleType("tinycurv.bench.sfn")
+    fake.run = lambda **kw: calls.append(kw) or "| fake | table |"
+    monkeypatch.setitem(sys.modules, "tinycurv.bench.sfn", fake)
+    assert cli.main(["bench", "sfn", "--sizes", "3,5", "--markdown"]) == 0
+    assert calls == [{"sizes": [3, 5], "markdown": True}]
+    out = capsys.readouterr().out
+    assert "| fake | table |" in out and "numpy on" in out
+
+
+def test_bench_bad_sizes_and_names_exit_2(capsys):
+    for argv in (["bench", "engine", "--sizes", "a,b"], ["bench", "warp-drive"]):
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(argv)
+        assert exit_info.value.code == 2
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("tinycurv.bench.engine") is None,
+    reason="tinycurv/bench/engine.py not written yet",
+)
+def test_bench_engine_smoke(capsys):
+    assert cli.main(["bench", "engine", "--sizes", "8"]) == 0
+    assert "engine" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(importlib.util.find_spec("cupy") is not None, reason="CuPy is installed")
+def test_bench_cupy_unavailable_is_a_clear_error(capsys):
+    assert cli.main(["bench", "engine", "--backend", "cupy"]) == 2
+    err = capsys.readouterr().err
+    assert "cupy" in err.lower() and "Traceback" not in err
+
+
+def test_device_name_names_the_cpu():
+    assert cli.device_name("numpy")
+
+
+# --------------------------------------------------------------------------------------------
+# plotting and the module entry point
+# --------------------------------------------------------------------------------------------
+def test_plot_losses_from_a_mapping_and_from_csv_rows(tmp_path):
+    records = {
+        "a": {"step": [1, 2, 3], "wall_time": [0.1, 0.2, 0.3], "loss": [3.0, 2.0, 1.0]},
+        "b": {"step": [1, 2], "wall_time": [0.5, 1.0], "loss": [2.0, float("nan")]},
+    }
+    plot_losses(records, x="time", path=tmp_path / "t.png", title="toy")
+    _assert_png(tmp_path / "t.png")
+    with pytest.raises(ValueError, match="step"):
+        plot_losses(records, x="epoch")
+    results = compare("digits-mlp", ["sgd"], steps=3, progress=False, out=tmp_path / "c")
+    rows = read_steps_csv(tmp_path / "c" / "steps.csv")
+    assert rows == [
+        {**r, "wall_time": pytest.approx(r["wall_time"], abs=1e-6)} for r in results.rows()
+    ]
+
+
+def test_running_mean():
+    assert np.allclose(running_mean([1.0, 3.0, 5.0, 7.0], 2), [1.0, 2.0, 4.0, 6.0])
+    assert np.allclose(running_mean([1.0, 2.0], 1), [1.0, 2.0])
+
+
+def test_python_dash_m_help():
+    proc = _python("--help")
+    assert proc.returncode == 0
+    assert all(word in proc.stdout for word in ("compare", "verify", "bench"))
+
+
+# --------------------------------------------------------------------------------------------
+# the default run (required in CI): every optimiser, default steps, digits-mlp
+# --------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_compare_defaults(tmp_path):
+    start = time.perf_counter()
+    proc = _python("compare", cwd=tmp_path, timeout=300)
+    elapsed = time.perf_counter() - start
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out_dir = tmp_path / "runs" / "digits-mlp"
+    rows = read_steps_csv(out_dir / "steps.csv")
+    names = available_optimizers()
+    for name in names:
+        steps = [r["step"] for r in rows if r["optimizer"] == name]
+        assert steps == list(range(1, 301)), name  # every default trains to the end
+        assert f"{name} " in proc.stdout
+    assert "diverged" not in proc.stdout and "failed" not in proc.stdout
+    for png in ("loss_per_step.png", "loss_per_second.png"):
+        _assert_png(out_dir / png)
+    assert elapsed < 120, f"tinycurv compare with defaults took {elapsed:.0f} s"
