@@ -394,6 +394,22 @@ def test_curvature_batch_options():
     assert runs[0] == runs[1]
 
 
+def test_non_finite_summary_gives_zero_eta_star(monkeypatch):
+    import tinycurv.optim.grouped_newton as module
+
+    X, y, _, _ = load_digits()
+    opt = GroupedNewton(_digits_mlp(), nn.CrossEntropyLoss(), update_every=1)
+    opt.step(X[:20], y[:20])
+    eta = np.array(opt.state["eta"])
+    real = module.grouped_summary
+    nan = lambda *args: tuple(np.full_like(a, np.nan) for a in real(*args))
+    monkeypatch.setattr(module, "grouped_summary", nan)
+    with pytest.warns(RuntimeWarning, match="not finite"):
+        opt.step(X[20:40], y[20:40])
+    np.testing.assert_allclose(opt.state["eta"], 0.5 * eta)  # 0 smoothed in, as the reference
+    assert opt.history["updates"][-1]["case"] == "not finite"
+
+
 def test_end_epoch_plateau_schedule():
     X, y, _, _ = load_digits()
     opt = GroupedNewton(_digits_mlp(), nn.CrossEntropyLoss(), lr=0.2)

@@ -70,6 +70,7 @@ smoothing, ``max(·, 0)``, plateau schedule included) gives the same trajectory 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -255,7 +256,12 @@ class GroupedNewton(Optimizer):
             eta_star, info = grouped_newton_step(g_bar, H_bar, D, self.lam_int, return_info=True)
             eta_star, case = [float(e) for e in eta_star], info["case"]
         else:  # treated like a failed solve: eta_star = 0 (warned)
-            self.warn_skip("the curvature summary is not finite; eta_star = 0 at this update")
+            warnings.warn(
+                f"GroupedNewton step {self.t + 1}: the curvature summary is not finite; "
+                "eta_star = 0 at this update",
+                RuntimeWarning,
+                stacklevel=3,
+            )
             eta_star, case = [0.0] * len(self.groups), "not finite"
 
         eta = self.state.get("eta")
