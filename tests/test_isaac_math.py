@@ -477,3 +477,10 @@ def test_cho_solve_rejects_non_positive_definite():
         cho_factor(np.ones((2, 3)))
     with pytest.raises(ValueError, match="rows"):
         cho_apply(np.eye(3), np.ones(4))
+
+
+def test_finite_lam_g_requires_g_bar():
+    g, a = np.ones((4, 3)), np.ones((4, 5))
+    for fn in (zeta, zeta_kron):
+        with pytest.raises(ValueError, match="g_bar"):
+            fn(g, a, None, 1.0, 1.0)

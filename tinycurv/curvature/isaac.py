@@ -104,6 +104,14 @@ def _check_lam(lam: float, name: str) -> float:
     return value
 
 
+def _require_g_bar(g_bar: Any, lam_g: float) -> None:
+    """A finite ``lam_g`` needs the output-side statistics ``g_bar``."""
+    if g_bar is None and not math.isinf(lam_g):
+        raise ValueError(
+            "g_bar (r·b, m) is required for a finite lam_g; pass lam_g=math.inf for zeta_star"
+        )
+
+
 def _check_shapes(g: Any, a: Any, g_bar: Any = None) -> None:
     """Validate g (b, m), a (b, n) and, if given, g_bar (r·b, m)."""
     for name, arr in (("g", g), ("a", a), ("g_bar", g_bar)):
@@ -184,6 +192,7 @@ def zeta_kron(g: Any, a: Any, g_bar: Any, lam_g: float, lam_a: float) -> Any:
     form ``zeta`` does not lose this.
     """
     lam_g, lam_a = _check_lam(lam_g, "lam_g"), _check_lam(lam_a, "lam_a")
+    _require_g_bar(g_bar, lam_g)
     _check_shapes(g, a, g_bar)
     b, n = a.shape
     m = g.shape[1]
@@ -217,6 +226,7 @@ def zeta(g: Any, a: Any, g_bar: Any, lam_g: float, lam_a: float) -> Any:
     zeta : (m, n) equal to ``zeta_kron(g, a, g_bar, lam_g, lam_a)`` in exact arithmetic.
     """
     lam_g, lam_a = _check_lam(lam_g, "lam_g"), _check_lam(lam_a, "lam_a")
+    _require_g_bar(g_bar, lam_g)
     _check_shapes(g, a, g_bar)
     if math.isinf(lam_g):
         return zeta_star(g, a, lam_a)  # Theorem 3
