@@ -237,8 +237,21 @@ def matmul(x: Any, y: Any) -> Any:
     if not (isinstance(x, Dual) or isinstance(y, Dual)):
         return x @ y
     (xp_, _), (yp_, _) = _split(x), _split(y)
+    out_ndim = max(ndim(xp_), ndim(yp_))
+    tx, ty = _align(x, out_ndim), _align(y, out_ndim)
+    if tx is not None and ty is not None and _stackable(tx, xp_, yp_, ty):
+        # dx·y + x·dy = [dx x]·[y; dy]: the two tangent products as one longer product
+        t = xp.concatenate([tx, xp_], axis=1) @ xp.concatenate([yp_, ty], axis=0)
+        return Dual(matmul(xp_, yp_), t)
+    if tx is not None and _shares_rows(xp_, tx, yp_):
+        # [x; dx]·y: the value and dx·y in one taller product (k directions: k·m more rows)
+        m, n = shape(xp_)
+        both = xp.concatenate([xp_, reshape(tx, (-1, n))], axis=0) @ yp_
+        p, t = both[:m], reshape(both[m:], shape(tx)[:-1] + shape(yp_)[1:])
+        if ty is not None:
+            t += matmul(xp_, ty)  # t is a fresh product: add in place
+        return Dual(p, t)
     p = matmul(xp_, yp_)
-    tx, ty = _align(x, ndim(p)), _align(y, ndim(p))
     if tx is None or ty is None:
         return Dual(p, matmul(tx, yp_) if ty is None else matmul(xp_, ty))
     t, t2 = matmul(tx, yp_), matmul(xp_, ty)
@@ -246,6 +259,25 @@ def matmul(x: Any, y: Any) -> Any:
         return Dual(p, add(t, t2))
     t += t2  # both are fresh products: add in place, saving a temporary of the result's size
     return Dual(p, t)
+
+
+def _stackable(tx: Any, x: Any, y: Any, ty: Any) -> bool:
+    """Whether to form a tangent product as one product over a doubled inner axis.
+
+    Worth it for plain 2-D operands when copying them costs less than the result: outer-product
+    shapes such as the weight gradient gᵀa of a small batch (then BLAS also runs more efficiently).
+    """
+    if any(isinstance(v, Dual) or ndim(v) != 2 for v in (tx, x, y, ty)):
+        return False
+    (m, k), n = shape(x), shape(y)[1]
+    return 2 * k * (m + n) < m * n
+
+
+def _shares_rows(x: Any, tx: Any, y: Any) -> bool:
+    """Whether the value x·y and the tangent dx·y can be one product with rows stacked."""
+    if any(isinstance(v, Dual) for v in (x, tx, y)) or ndim(x) != 2 or ndim(y) != 2:
+        return False
+    return ndim(tx) in (2, 3) and x.dtype == tx.dtype
 
 
 # ----------------------------------------------------------------------------- elementwise
