@@ -1,7 +1,8 @@
 """The backend switch: names, errors with actionable messages, the environment variable, the
 default dtype, ``asnumpy`` and the forwarding ``xp`` module.
 
-The conftest fixture restores the backend and the default dtype after every test.
+The conftest fixture restores the backend and the default dtype after every test. These tests
+are about the switch itself, so each starts from NumPy even under ``--backend cupy``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,11 @@ import tinycurv as tc
 from tinycurv import backend
 from tinycurv.backend import BackendError
 from tinycurv.tensor import Tensor
+
+
+@pytest.fixture(autouse=True)
+def _start_on_numpy() -> None:
+    tc.set_backend("numpy")
 
 
 def _cupy_with_gpu() -> bool:

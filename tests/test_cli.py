@@ -17,6 +17,7 @@ import time
 import types
 from pathlib import Path
 
+import matplotlib
 import matplotlib.image
 import numpy as np
 import pytest
@@ -341,8 +342,10 @@ def test_plot_losses_from_a_mapping_and_from_csv_rows(tmp_path):
         "a": {"step": [1, 2, 3], "wall_time": [0.1, 0.2, 0.3], "loss": [3.0, 2.0, 1.0]},
         "b": {"step": [1, 2], "wall_time": [0.5, 1.0], "loss": [2.0, float("nan")]},
     }
+    backend = matplotlib.get_backend()
     plot_losses(records, x="time", path=tmp_path / "t.png", title="toy")
     _assert_png(tmp_path / "t.png")
+    assert matplotlib.get_backend() == backend  # saving leaves pyplot's backend alone
     with pytest.raises(ValueError, match="step"):
         plot_losses(records, x="epoch")
     results = compare("digits-mlp", ["sgd"], steps=3, progress=False, out=tmp_path / "c")

@@ -269,9 +269,9 @@ def test_unused_parameter_gets_zero_gradient_and_hvp():
     x, unused = leaf(rng.standard_normal(3)), leaf(rng.standard_normal((2, 2)))
     closure = lambda: (x * x).sum()
     g = tc.grad(closure, [x, unused])
-    np.testing.assert_array_equal(g[1], np.zeros((2, 2)))
+    np.testing.assert_array_equal(tc.asnumpy(g[1]), np.zeros((2, 2)))
     hv = tc.hvp(closure, [x, unused], random_like([x, unused], rng))
-    np.testing.assert_array_equal(hv[1], np.zeros((2, 2)))
+    np.testing.assert_array_equal(tc.asnumpy(hv[1]), np.zeros((2, 2)))
     hb = tc.hvp(closure, [x, unused], random_like([x, unused], rng, k=K), batched=True)
     assert hb[1].shape == (K, 2, 2) and not np.any(hb[1])
     value, jv = tc.jvp(lambda: (unused * 0.0).sum() + 1.0, [x], random_like([x], rng))
@@ -286,7 +286,7 @@ def test_linear_loss_has_zero_hessian():
     x = leaf(np.arange(4.0))
     c = const(np.array([1.0, -2.0, 3.0, 0.5]))
     hv = tc.hvp(lambda: (c * x).sum(), [x], [asarray(np.ones(4))])
-    np.testing.assert_array_equal(hv[0], np.zeros(4))
+    np.testing.assert_array_equal(tc.asnumpy(hv[0]), np.zeros(4))
 
 
 def test_parameters_are_restored_after_every_call():
@@ -312,7 +312,7 @@ def test_parameters_are_restored_after_every_call():
         with pytest.raises(RuntimeError, match="boom"):
             call()
     assert all(p.data is d for p, d in zip(params, before, strict=True))
-    np.testing.assert_array_equal(params[0].grad, np.full(params[0].shape, 7.0))
+    np.testing.assert_array_equal(tc.asnumpy(params[0].grad), np.full(params[0].shape, 7.0))
     assert params[1].requires_grad is False and params[2].grad is None
 
 
@@ -533,9 +533,10 @@ def test_hvps_are_writeable_and_independent():
     closure = lambda: ((a + b) ** 2).sum() + c.sum() ** 2
     _, grads, hvps = tc.functional.value_grad_and_hvp(closure, [a, b, c], ones)
     for arrays in (grads, hvps):
-        assert all(h.flags.writeable for h in arrays)
+        assert all(getattr(h.flags, "writeable", True) for h in arrays)  # CuPy: no such flag
         assert not np.shares_memory(arrays[0], arrays[1])
     hvps[0] += 1.0
     hvps[2] += 1.0
-    np.testing.assert_array_equal(hvps[1], np.full(3, 4.0))  # H = [[2I, 2I], [2I, 2I]] on (a, b)
-    np.testing.assert_array_equal(hvps[2], np.full((2, 3), 13.0))  # 2·(Σ ones) + 1
+    # H = [[2I, 2I], [2I, 2I]] on (a, b)
+    np.testing.assert_array_equal(tc.asnumpy(hvps[1]), np.full(3, 4.0))
+    np.testing.assert_array_equal(tc.asnumpy(hvps[2]), np.full((2, 3), 13.0))  # 2·(Σ ones) + 1

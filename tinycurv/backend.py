@@ -8,7 +8,7 @@ Every module of tinycurv does its array math through ``xp``::
 ``xp`` forwards attribute access to the current array module, so switching the backend with
 ``set_backend`` takes effect everywhere at once. This is the only module that imports NumPy for
 array math (a few declared host-side helpers — data loading, checkpoints, plots — use NumPy for
-host arrays).
+host arrays; they are listed in ``HOST_SIDE_MODULES``).
 
 The backend is chosen at import from the environment variable ``TINYCURV_BACKEND``
 (``numpy`` by default); the default floating dtype is float64, because verification by finite
@@ -25,6 +25,23 @@ import numpy
 
 BACKENDS = ("numpy", "cupy")
 DTYPES = ("float64", "float32")
+
+# The modules allowed to import NumPy, each host-side by design (its docstring says so); every
+# other module does its array math through ``xp``. ``tests/test_backend_guard.py`` enforces this
+# list; "pkg.*" admits a whole package (its ``__init__`` docstring says so).
+HOST_SIDE_MODULES = (
+    "tinycurv.backend",  # the backend itself: NumPy is one of the two array modules
+    "tinycurv.data",  # loaders and mini-batches return host NumPy arrays
+    "tinycurv.checkpoint",  # .npz files: everything is copied to the host first
+    "tinycurv.plotting",  # matplotlib on host data
+    "tinycurv.cli",  # argument parsing, printing, exit codes
+    "tinycurv.compare",  # data, clock, CSV and plots around whole training runs
+    "tinycurv.verify",  # seeded host problems for the numerical claims
+    "tinycurv.nn.init",  # one host generator gives the same initial weights on every backend
+    "tinycurv.curvature.grouped_step",  # GroupedNewton's S-sized cubic solve (SciPy, host)
+    "tinycurv.optim.grouped_newton",  # the S-sized summary and curvature-batch indices on host
+    "tinycurv.bench.*",  # benchmarks: the clock, device syncs, host data, tables
+)
 
 _module: ModuleType = numpy
 _name: str = "numpy"
@@ -115,6 +132,11 @@ def asarray(x: Any, dtype: Any = None) -> Any:
             arr = arr.astype(_dtype)
         return arr
     return _module.asarray(x, dtype=dtype)
+
+
+def is_host_array(x: Any) -> bool:
+    """Whether ``x`` is a NumPy array (on the host, whatever the backend)."""
+    return isinstance(x, numpy.ndarray)
 
 
 def is_array(x: Any) -> bool:

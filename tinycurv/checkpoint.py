@@ -172,16 +172,16 @@ def _rng_state(optimizer: Any) -> dict[str, Any] | None:
     rng = getattr(optimizer, "rng", None)
     if rng is None:
         return None
-    try:
-        return rng.bit_generator.state
-    except AttributeError:
-        warnings.warn(
-            f"checkpoint: {type(optimizer).__name__}.rng ({type(rng).__name__}) has no readable "
-            "state; it is not saved, so a resumed run will draw different random numbers",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-        return None
+    state = getattr(getattr(rng, "bit_generator", None), "state", None)
+    if isinstance(state, dict):  # NumPy's (CuPy's `state` is a method: its state is on the GPU)
+        return state
+    warnings.warn(
+        f"checkpoint: {type(optimizer).__name__}.rng ({type(rng).__name__}) has no readable "
+        "state; it is not saved, so a resumed run will draw different random numbers",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+    return None
 
 
 def _set_rng_state(optimizer: Any, state: dict[str, Any]) -> None:

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from tinycurv import dual as D
-from tinycurv.backend import asarray, get_default_dtype, is_array, xp
+from tinycurv.backend import asarray, backend_name, get_default_dtype, is_array, is_host_array, xp
 
 _grad_enabled = True
 
@@ -81,7 +81,7 @@ class Tensor:
     ----------
     data : array, Dual or number
         The value. Python numbers and lists become arrays of the default dtype; arrays keep
-        their dtype.
+        their dtype (a NumPy array is moved to the GPU when the backend is CuPy).
     requires_grad : bool
         Whether ``backward`` should accumulate a gradient in ``.grad``.
     name : str, optional
@@ -98,6 +98,10 @@ class Tensor:
             data = asarray(data, dtype=getattr(data, "dtype", None))  # NumPy scalars keep dtype
         elif isinstance(data, int | float) and requires_grad:
             data = asarray(float(data), dtype=get_default_dtype())
+        elif backend_name() == "cupy" and is_host_array(data):
+            # a NumPy array given on the CuPy backend (data, targets, tests) moves to the GPU,
+            # dtype kept; on the NumPy backend this check is one call and one comparison
+            data = xp.asarray(data)
         self.data = data
         self.requires_grad = requires_grad
         self.grad: Any = None
@@ -271,7 +275,11 @@ def _own(g: Any, owners: set[int]) -> Any:
     root = g
     while getattr(root, "base", None) is not None:
         root = root.base
-    if not g.flags.writeable or id(root) in owners:
+    # CuPy has no `writeable` flag and its broadcast views are writeable: a zero stride marks them
+    writeable = getattr(g.flags, "writeable", None)
+    if writeable is None:
+        writeable = 0 not in g.strides
+    if not writeable or id(root) in owners:
         g = g.copy()
         root = g
     owners.add(id(root))

@@ -16,7 +16,7 @@ from typing import Any
 
 from tinycurv import dual as D
 from tinycurv import ops
-from tinycurv.backend import asarray, default_rng, xp
+from tinycurv.backend import asarray, backend_name, default_rng, is_host_array, xp
 from tinycurv.tensor import Tensor
 
 
@@ -61,7 +61,13 @@ class MSELoss:
 
 
 class CrossEntropyLoss:
-    """(1/b)·Σₙ −log softmax(f(xₙ))[yₙ] for integer labels yₙ in [0, m)."""
+    """(1/b)·Σₙ −log softmax(f(xₙ))[yₙ] for integer labels yₙ in [0, m).
+
+    Labels out of range raise ``ValueError`` when they are host (NumPy) arrays or the backend
+    is NumPy. Labels already on the GPU are not read back (that would wait for the GPU at every
+    call): an out-of-range label there makes the loss NaN instead, which ``Optimizer.step``
+    reports as ``NonFiniteError``.
+    """
 
     def __call__(self, outputs: Tensor, targets: Any) -> Tensor:
         y = D.primal(targets.data if isinstance(targets, Tensor) else asarray(targets))
@@ -76,13 +82,19 @@ class CrossEntropyLoss:
                 f"got {y.dtype} of shape {y.shape}"
             )
         m = outputs.shape[1]
-        if b and (int(y.min()) < 0 or int(y.max()) >= m):
+        # range check on the host only: int(y.min()) of GPU labels is a device sync per call
+        host = targets if is_host_array(targets) else y if backend_name() == "numpy" else None
+        if b and host is not None and (int(host.min()) < 0 or int(host.max()) >= m):
             raise ValueError(
                 f"CrossEntropyLoss: labels must lie in [0, {m}), "
-                f"got [{int(y.min())}, {int(y.max())}]"
+                f"got [{int(host.min())}, {int(host.max())}]"
             )
         picked = ops.log_softmax(outputs, axis=1)[xp.arange(b), y]
-        return -picked.sum() * (1.0 / b)
+        loss = -picked.sum() * (1.0 / b)
+        if host is None and b:  # GPU labels: NaN loss if any is out of range (CuPy wraps them)
+            bad = ((y < 0) | (y >= m)).any()
+            loss = loss + xp.where(bad, xp.nan, 0.0).astype(outputs.dtype)
+        return loss
 
     @staticmethod
     def probabilities(outputs: Any) -> Any:

@@ -174,7 +174,7 @@ class KFAC(Optimizer):
         """As ``Optimizer.state_dict``, plus the generator's state under ``"rng"`` (if readable)."""
         out = super().state_dict()
         state = getattr(getattr(self.rng, "bit_generator", None), "state", None)
-        if state is not None:
+        if isinstance(state, dict):  # NumPy's (CuPy's `state` is a method: its state is on the GPU)
             out["rng"] = state
         return out
 
