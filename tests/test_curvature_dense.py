@@ -142,3 +142,28 @@ def test_fisher_rejects_bad_arguments():
         dense.fisher(model, loss_fn, x, y, kind="true")
     with pytest.raises(ValueError, match="mc_samples"):
         dense.fisher(model, loss_fn, x, y, mc_samples=0)
+
+
+def test_mc_fisher_with_many_draws_equals_the_loop_over_draws():
+    """S > m takes the averaged-outer-product path; it must equal Σ over draws and samples."""
+    import tinycurv as tc
+    from tinycurv import nn
+    from tinycurv.backend import default_rng
+    from tinycurv.curvature import dense
+
+    rng = np.random.default_rng(0)
+    model = nn.Sequential(nn.Linear(5, 4, rng=0), nn.Tanh(), nn.Linear(4, 3, rng=1))
+    x, y = rng.normal(size=(7, 5)), rng.integers(0, 3, 7)
+    loss_fn, S = nn.CrossEntropyLoss(), 20
+    F = dense.fisher(model, loss_fn, x, y, kind="mc", mc_samples=S, rng=3)
+    f = tc.asnumpy(model(x).data)
+    draws_rng = default_rng(3)
+    draws = [loss_fn.sample_targets(f, draws_rng) for _ in range(S)]
+    params = model.parameters()
+    want = np.zeros_like(F)
+    for s in range(S):
+        for n in range(7):
+            g = tc.grad(lambda n=n, s=s: loss_fn(model(x[n : n + 1]), draws[s][n : n + 1]), params)
+            v = np.concatenate([a.ravel() for a in g])
+            want += np.outer(v, v) / (S * 7)
+    np.testing.assert_allclose(F, want, rtol=1e-12, atol=1e-14)

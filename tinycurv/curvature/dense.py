@@ -306,6 +306,11 @@ def fisher(
             output_gradients(loss_fn, f, loss_fn.sample_targets(f, rng)) for _ in range(mc_samples)
         ]
         R = xp.stack(draws, axis=1) / math.sqrt(mc_samples)  # (b, S, m)
-    P = R @ J  # per-sample gradients ∇ℓₙ = Jₙᵀ rₙ, as rows: (b, S, p)
-    P = xp.reshape(P, (-1, p))
-    return P.T @ P / b
+    if R.shape[1] <= m:
+        P = xp.reshape(R @ J, (-1, p))  # per-sample gradients ∇ℓₙ = Jₙᵀ rₙ, as rows
+        return P.T @ P / b
+    # many draws: average the output-space outer products first, Mₙ = Σₛ rₙₛ rₙₛᵀ (b, m, m),
+    # then F = (1/b)·Σₙ Jₙᵀ Mₙ Jₙ, whose cost no longer grows with S
+    M = xp.swapaxes(R, 1, 2) @ R
+    F = xp.reshape(J, (b * m, p)).T @ xp.reshape(M @ J, (b * m, p)) / b
+    return 0.5 * (F + F.T)
