@@ -24,11 +24,11 @@ from tinycurv.curvature import dense
 from tinycurv.curvature.kfac import (
     curvature_layers,
     homogeneous,
-    kfac_factors,
     layer_indices,
     layer_statistics,
-    sampled_output_gradients,
 )
+from tinycurv.curvature.kfac import kfac_factors as _kfac_factors
+from tinycurv.curvature.kfac import sampled_output_gradients as _sampled_output_gradients
 from tinycurv.data import batches, load_digits
 from tinycurv.optim import KFAC
 
@@ -48,9 +48,25 @@ def _targets(loss, rng, b, m):
     return nn.MSELoss(), rng.standard_normal((b, m))
 
 
+def kfac_factors(*args, **kwargs):
+    """``tinycurv.curvature.kfac.kfac_factors`` with the factors copied to the host."""
+    return [(tc.asnumpy(A), tc.asnumpy(G)) for A, G in _kfac_factors(*args, **kwargs)]
+
+
+def sampled_output_gradients(*args, **kwargs):
+    """``tinycurv.curvature.kfac.sampled_output_gradients`` with every array on the host."""
+    return tuple(
+        [tc.asnumpy(v) for v in part] for part in _sampled_output_gradients(*args, **kwargs)
+    )
+
+
 def _blocks(model, M):
     """The diagonal blocks of a dense (p, p) matrix, one per layer, in the order of kron(G, A)."""
-    return [M[np.ix_(i, i)] for i in (layer_indices(model, L) for L in curvature_layers(model))]
+    M = tc.asnumpy(M)
+    return [
+        M[np.ix_(i, i)]
+        for i in (tc.asnumpy(layer_indices(model, L)) for L in curvature_layers(model))
+    ]
 
 
 # ----------------------------------------------------------------------------- exact cases
@@ -196,9 +212,9 @@ def test_sampled_output_gradients_contract(mode, r):
         assert a[i].shape == (6, layer.in_features) and g[i].shape == (6, layer.out_features)
         assert g_bar[i].shape == (r * 6, layer.out_features)
         np.testing.assert_allclose(g_bar[i].T @ g_bar[i] / 6, factors[i][1], rtol=1e-13)
-        a_t = homogeneous(a[i], layer)
+        a_t = tc.asnumpy(homogeneous(asarray(a[i]), layer))
         np.testing.assert_allclose(a_t.T @ a_t / 6, factors[i][0], rtol=1e-13)
-        np.testing.assert_allclose(g[i].T @ a[i], grads[2 * i], rtol=1e-13)  # ∇W = gᵀa
+        np.testing.assert_allclose(g[i].T @ a[i], tc.asnumpy(grads[2 * i]), rtol=1e-13)  # ∇W = gᵀa
     assert all(p.grad is None for p in model.parameters())
     with pytest.raises(ValueError, match="mode"):
         kfac_factors(model, loss_fn, x, y, mode="fisher")
@@ -210,10 +226,10 @@ def test_sampled_output_gradients_contract(mode, r):
 def _step_by_hand(model, loss_fn, x, y, lr, damping, pi, wd):
     """θ − lr·(G + γ_G I)⁻¹ (∇ + wd·θ) (A + γ_A I)⁻¹ per layer, in NumPy (first step: no EMA)."""
     factors = kfac_factors(model, loss_fn, x, y, mode="exact")
-    grads = tc.grad(lambda: loss_fn(model(x), y), model.parameters())
+    grads = [tc.asnumpy(g) for g in tc.grad(lambda: loss_fn(model(x), y), model.parameters())]
     new = []
     for (A, G), i in zip(factors, range(0, 2 * len(factors), 2), strict=True):
-        W, b = model.parameters()[i].data, model.parameters()[i + 1].data
+        W, b = (tc.asnumpy(model.parameters()[j].data) for j in (i, i + 1))
         grad = np.concatenate([grads[i], grads[i + 1][:, None]], axis=1)
         grad = grad + wd * np.concatenate([W, b[:, None]], axis=1)
         p = math.sqrt((np.trace(A) / len(A)) / (np.trace(G) / len(G))) if pi else 1.0
@@ -279,7 +295,7 @@ def test_large_damping_step_tends_to_the_gradient():
 
 def _accuracy(model, X, y):
     with tc.no_grad():
-        return float(np.mean(np.argmax(model(asarray(X)).data, axis=1) == y))
+        return float(np.mean(np.argmax(tc.asnumpy(model(asarray(X)).data), axis=1) == y))
 
 
 @pytest.mark.parametrize("image", [False, True])

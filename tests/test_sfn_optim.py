@@ -157,18 +157,19 @@ def test_fixed_step_with_momentum_by_hand():
     hp = dict(order=12, acceleration=2, damping=0.3, scale=5.0, lr=0.7, momentum=0.4)
     model = Point(theta)
     opt = SeriesSFN(model, quadratic_loss(A, b), adaptive=False, **hp)
-    dense = lambda vs: [A @ vs[0]]
+    A_b = asarray(A)
+    dense = lambda vs: [A_b @ vs[0]]
     delta = np.zeros(4)
     for _ in range(3):
         g = A @ theta - b
-        u = series_operator(dense, [g], 12, 5.0, 0.3, 2)[0]
+        u = tc.asnumpy(series_operator(dense, [asarray(g)], 12, 5.0, 0.3, 2)[0])
         delta = 0.7 * u + 0.4 * delta
         theta = theta - delta
         loss = opt.step(DUMMY, DUMMY)
         before = theta + delta
         assert loss == pytest.approx(0.5 * before @ A @ before - b @ before, rel=1e-12)
         np.testing.assert_allclose(params_of(model), theta, rtol=1e-12, atol=1e-14)
-    np.testing.assert_allclose(opt.state["delta"][0], delta, rtol=1e-12)
+    np.testing.assert_allclose(tc.asnumpy(opt.state["delta"][0]), delta, rtol=1e-12)
     assert opt.state["damping"] == 0.3 and opt.state["V"] == 5.0
 
 
@@ -208,7 +209,7 @@ def test_mlp_series_converges_to_abs_hessian_inverse_at_the_predicted_rate(tiny_
     rho = float(np.max(np.abs(y_spectrum)))
     assert 0.85 < rho < 0.9
     g_flat = flat(g)
-    exact = abs_hessian_inverse(H, g_flat, damping)
+    exact = tc.asnumpy(abs_hessian_inverse(asarray(H), asarray(g_flat), damping))
     c = series_coefficients(60, damping / math.sqrt(V))
     errors = {}
     for N in (5, 10, 20, 40):
@@ -234,7 +235,7 @@ def test_mlp_series_converges_to_abs_hessian_inverse_at_the_predicted_rate(tiny_
 def test_mlp_acceleration_reduces_error_at_fixed_order(tiny_mlp, order):
     closure, params, H, g = tiny_mlp
     V = float(np.max(np.linalg.eigvalsh(H) ** 2))
-    exact = abs_hessian_inverse(H, flat(g), 0.1)
+    exact = tc.asnumpy(abs_hessian_inverse(asarray(H), asarray(flat(g)), 0.1))
     error = lambda k: np.linalg.norm(
         flat(saddle_free_direction(closure, params, g, order, V, 0.1, acceleration=k)) - exact
     )
@@ -305,12 +306,13 @@ def test_adaptive_coefficients_match_dense_subspace_model(spectrum):
     model = Point(theta)
     hp = dict(order=8, acceleration=1, damping=0.5, scale=4.0)
     opt = SeriesSFN(model, quadratic_loss(A, b), **hp)
-    dense = lambda vs: [A @ vs[0]]
+    A_b = asarray(A)
+    dense = lambda vs: [A_b @ vs[0]]
     L = lambda t: 0.5 * t @ A @ t - b @ t
     lam, delta = 0.5, None
     for step in range(3):
         g = A @ theta - b
-        u = series_operator(dense, [g], 8, 4.0, lam, 1)[0]
+        u = tc.asnumpy(series_operator(dense, [asarray(g)], 8, 4.0, lam, 1)[0])
         D = u[:, None] if delta is None else np.stack([u, delta], axis=1)
         c, model_change = _saddle_free_subspace_step(A, g, D, lam)
         alpha, mu = c[0], (c[1] if len(c) > 1 else 0.0)
