@@ -64,21 +64,32 @@ class Adam(Optimizer):
     def _update(self, x: Any, y: Any) -> Any:
         loss, grads = self.loss_and_grad(x, y)
         directions = _with_weight_decay(grads, self.params, self.weight_decay)
-        m, v = self._moments(directions)
-        (beta1, beta2), t = self.betas, self.t + 1
-        step_size = self.lr / (1.0 - beta1**t)
-        root_correction = math.sqrt(1.0 - beta2**t)
-        eps = self.eps
-        steps = [mi / (xp.sqrt(vi) / root_correction + eps) for mi, vi in zip(m, v, strict=True)]
+        steps, step_size = adam_steps(
+            self.state, directions, self.betas, self.eps, self.lr, self.t + 1
+        )
         self.apply_update(steps, scale=step_size)
         return loss
 
-    def _moments(self, directions: list[Any]) -> tuple[list[Any], list[Any]]:
-        """Update and return the moment estimates ``m`` and ``v`` (zeros before step 1)."""
-        beta1, beta2 = self.betas
-        m = self.state.get("m") or [xp.zeros_like(d) for d in directions]
-        v = self.state.get("v") or [xp.zeros_like(d) for d in directions]
-        m = [beta1 * mi + (1.0 - beta1) * d for mi, d in zip(m, directions, strict=True)]
-        v = [beta2 * vi + (1.0 - beta2) * (d * d) for vi, d in zip(v, directions, strict=True)]
-        self.state["m"], self.state["v"] = m, v
-        return m, v
+
+def adam_steps(
+    state: dict[str, Any],
+    directions: list[Any],
+    betas: tuple[float, float],
+    eps: float,
+    lr: float,
+    t: int,
+) -> tuple[list[Any], float]:
+    """Update the moments ``state["m"]``, ``state["v"]`` and return Adam's steps at step t ≥ 1.
+
+    Returns ``m / (√v/√(1−β₂ᵗ) + ε)`` and their scale ``lr/(1−β₁ᵗ)`` (PyTorch's order of
+    operations); shared by Adam and by the Adam base rule of ISAAC.
+    """
+    beta1, beta2 = betas
+    m = state.get("m") or [xp.zeros_like(d) for d in directions]
+    v = state.get("v") or [xp.zeros_like(d) for d in directions]
+    m = [beta1 * mi + (1.0 - beta1) * d for mi, d in zip(m, directions, strict=True)]
+    v = [beta2 * vi + (1.0 - beta2) * (d * d) for vi, d in zip(v, directions, strict=True)]
+    state["m"], state["v"] = m, v
+    root_correction = math.sqrt(1.0 - beta2**t)
+    steps = [mi / (xp.sqrt(vi) / root_correction + eps) for mi, vi in zip(m, v, strict=True)]
+    return steps, lr / (1.0 - beta1**t)

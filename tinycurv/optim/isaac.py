@@ -82,8 +82,9 @@ from typing import Any
 
 from tinycurv.backend import default_rng, xp
 from tinycurv.curvature.kfac import MODES, curvature_layers, layer_statistics
+from tinycurv.optim.adam import adam_steps
 from tinycurv.optim.base import Optimizer
-from tinycurv.optim.sgd import _check_nonnegative, _with_weight_decay
+from tinycurv.optim.sgd import _check_nonnegative, _with_weight_decay, momentum_directions
 
 __all__ = ["BASES", "ISAAC", "LAYER_CHOICES", "HyperparameterError"]
 
@@ -251,10 +252,14 @@ class ISAAC(Optimizer):
         directions = _with_weight_decay(directions, self.params, self.weight_decay)
         if self.base == "sgd":
             if self.momentum > 0:
-                directions = _momentum(self.state, directions, self.momentum, self.nesterov)
+                directions = momentum_directions(
+                    self.state, directions, self.momentum, self.nesterov
+                )
             self.apply_update(directions, scale=self.lr)
             return
-        steps, step_size = _adam(self.state, directions, self.betas, self.eps, self.lr, self.t + 1)
+        steps, step_size = adam_steps(
+            self.state, directions, self.betas, self.eps, self.lr, self.t + 1
+        )
         self.apply_update(steps, scale=step_size)
 
 
@@ -305,42 +310,6 @@ def _conditioned_output_grads(g: Any, g_bar: Any, lam_g: float) -> Any:
         correction *= scale
         return g.T - correction
     return _damped_inverse(g_bar.T @ g_bar, scale) @ g.T  # m×m side: (I_m + G/lam_g)⁻¹ gᵀ
-
-
-# ------------------------------------------------------------------------------------------------
-# the base rules (the update math of tinycurv.optim.sgd / adam, which keep it in methods)
-# ------------------------------------------------------------------------------------------------
-def _momentum(state: dict[str, Any], d: list[Any], beta: float, nesterov: bool) -> list[Any]:
-    """SGD's heavy-ball (or Nesterov) directions; the buffer starts at the first direction."""
-    buffers = state.get("momentum_buffer")
-    if buffers is None:
-        buffers = [di.copy() for di in d]
-    else:
-        buffers = [beta * b + di for b, di in zip(buffers, d, strict=True)]
-    state["momentum_buffer"] = buffers
-    if nesterov:
-        return [di + beta * b for di, b in zip(d, buffers, strict=True)]
-    return list(buffers)
-
-
-def _adam(
-    state: dict[str, Any],
-    d: list[Any],
-    betas: tuple[float, float],
-    eps: float,
-    lr: float,
-    t: int,
-) -> tuple[list[Any], float]:
-    """Adam's steps ``m / (√v/√(1−β₂ᵗ) + ε)`` and their scale ``lr/(1−β₁ᵗ)`` at step t ≥ 1."""
-    beta1, beta2 = betas
-    m = state.get("m") or [xp.zeros_like(di) for di in d]
-    v = state.get("v") or [xp.zeros_like(di) for di in d]
-    m = [beta1 * mi + (1.0 - beta1) * di for mi, di in zip(m, d, strict=True)]
-    v = [beta2 * vi + (1.0 - beta2) * (di * di) for vi, di in zip(v, d, strict=True)]
-    state["m"], state["v"] = m, v
-    root_correction = math.sqrt(1.0 - beta2**t)
-    steps = [mi / (xp.sqrt(vi) / root_correction + eps) for mi, vi in zip(m, v, strict=True)]
-    return steps, lr / (1.0 - beta1**t)
 
 
 # ------------------------------------------------------------------------------------------------

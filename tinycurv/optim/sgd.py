@@ -68,22 +68,28 @@ class SGD(Optimizer):
         loss, grads = self.loss_and_grad(x, y)
         directions = _with_weight_decay(grads, self.params, self.weight_decay)
         if self.momentum > 0:
-            directions = self._momentum(directions)
+            directions = momentum_directions(self.state, directions, self.momentum, self.nesterov)
         self.apply_update(directions, scale=self.lr)
         return loss
 
-    def _momentum(self, directions: list[Any]) -> list[Any]:
-        """Update the buffers and return the momentum directions (plain or Nesterov)."""
-        beta = self.momentum
-        buffers = self.state.get("momentum_buffer")
-        if buffers is None:
-            buffers = [d.copy() for d in directions]
-        else:
-            buffers = [beta * b + d for b, d in zip(buffers, directions, strict=True)]
-        self.state["momentum_buffer"] = buffers
-        if self.nesterov:
-            return [d + beta * b for d, b in zip(directions, buffers, strict=True)]
-        return list(buffers)
+
+def momentum_directions(
+    state: dict[str, Any], directions: list[Any], beta: float, nesterov: bool
+) -> list[Any]:
+    """Update ``state["momentum_buffer"]`` and return the heavy-ball (or Nesterov) directions.
+
+    The buffer starts as a copy of the first direction (PyTorch's rule, no dampening); shared by
+    SGD and by the SGD base rule of ISAAC.
+    """
+    buffers = state.get("momentum_buffer")
+    if buffers is None:
+        buffers = [d.copy() for d in directions]
+    else:
+        buffers = [beta * b + d for b, d in zip(buffers, directions, strict=True)]
+    state["momentum_buffer"] = buffers
+    if nesterov:
+        return [d + beta * b for d, b in zip(directions, buffers, strict=True)]
+    return list(buffers)
 
 
 def _with_weight_decay(grads: list[Any], params: list[Any], weight_decay: float) -> list[Any]:
