@@ -271,8 +271,9 @@ def test_least_squares_in_one_step():
     opt.step(x, y)
     x_t = np.concatenate([x, np.ones((40, 1))], axis=1)
     solution = np.linalg.lstsq(x_t, y, rcond=None)[0].T  # (2, 6) = [W | b]
-    np.testing.assert_allclose(model.weight.data, solution[:, :5], rtol=1e-9, atol=1e-11)
-    np.testing.assert_allclose(model.bias.data, solution[:, 5], rtol=1e-9, atol=1e-11)
+    W, b = tc.asnumpy(model.weight.data), tc.asnumpy(model.bias.data)
+    np.testing.assert_allclose(W, solution[:, :5], rtol=1e-9, atol=1e-11)
+    np.testing.assert_allclose(b, solution[:, 5], rtol=1e-9, atol=1e-11)
 
 
 def test_large_damping_step_tends_to_the_gradient():
@@ -367,7 +368,7 @@ def test_ema_schedule_and_update_frequencies():
     second = kfac_factors(model, loss_fn, x, y, mode="exact")
     opt.step(x, y)  # ε₂ = min(1 − 1/2, 0.95): the mean of both batches' factors
     for A, (A1, _), (A2, _) in zip(opt.state["A"], first, second, strict=True):
-        np.testing.assert_allclose(A, (A1 + A2) / 2, rtol=1e-14)
+        np.testing.assert_allclose(tc.asnumpy(A), tc.asnumpy((A1 + A2) / 2), rtol=1e-14)
     opt = KFAC(model, loss_fn, lr=0.1, damping=0.1, factor_every=3, inv_every=2, seed=0)
     for _ in range(7):
         opt.step(x, y)
@@ -410,7 +411,7 @@ def test_state_dict_round_trip_resumes_exactly():
     opt2.load_state_dict(saved_opt)
     assert [opt2.step(xb, yb) for xb, yb in data[3:]] == losses
     for p, q in zip(model.parameters(), model2.parameters(), strict=True):
-        np.testing.assert_array_equal(p.data, q.data)
+        np.testing.assert_array_equal(tc.asnumpy(p.data), tc.asnumpy(q.data))
 
 
 def test_layer_statistics_without_curvature_and_parameters_outside_layers():
@@ -434,6 +435,6 @@ def test_layer_statistics_without_curvature_and_parameters_outside_layers():
     del scale
     loss_fn = nn.CrossEntropyLoss()
     g = tc.grad(lambda: loss_fn(net(x), y), net.parameters())[-1]
-    gain = net.gain.data.copy()
+    gain = tc.asnumpy(net.gain.data).copy()
     KFAC(net, loss_fn, lr=0.5, damping=0.1, seed=0).step(x, y)
-    np.testing.assert_allclose(net.gain.data, gain - 0.5 * g, rtol=1e-14)
+    np.testing.assert_allclose(tc.asnumpy(net.gain.data), gain - 0.5 * tc.asnumpy(g), rtol=1e-14)

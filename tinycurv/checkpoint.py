@@ -16,7 +16,8 @@ its Python type. Loading rebuilds the same nested object, so that ::
     save(path, model, opt); ...; load(path, fresh_model, fresh_opt)
 
 continues training on exactly (bit for bit) the trajectory that ``model`` and ``opt`` were on.
-If the optimiser keeps a NumPy generator in ``opt.rng``, its bit generator's state is saved and
+If the optimiser keeps a generator in ``opt.rng`` whose state its ``state_dict()`` does not already
+hold (a NumPy generator, or a ``tinycurv.backend.SavableGenerator``), that state is saved and
 restored too.
 """
 
@@ -30,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from tinycurv.backend import asnumpy, is_array
+from tinycurv.backend import asnumpy, generator_state, is_array, set_generator_state
 
 FORMAT = "tinycurv-checkpoint-1"
 META = "__meta__"
@@ -59,8 +60,9 @@ def save(path: str | os.PathLike, model: Any, optimizer: Any = None) -> Path:
     meta: dict[str, Any] = {"format": FORMAT}
     if optimizer is not None:
         meta["optimizer_class"] = type(optimizer).__name__
-        meta["optimizer"] = _encode(optimizer.state_dict(), "optimizer", arrays)
-        rng_state = _rng_state(optimizer)
+        state = optimizer.state_dict()
+        meta["optimizer"] = _encode(state, "optimizer", arrays)
+        rng_state = None if "rng" in state else _rng_state(optimizer)
         if rng_state is not None:
             meta["rng"] = _encode(rng_state, "rng", arrays)
     arrays[META] = np.array(json.dumps(meta))
@@ -168,27 +170,28 @@ def _decode(data: Any, arrays: dict[str, np.ndarray]) -> Any:
 
 
 def _rng_state(optimizer: Any) -> dict[str, Any] | None:
-    """The state of ``optimizer.rng``'s bit generator, or None if it has no readable one."""
+    """The state of ``optimizer.rng``, or None (no generator, or one with unreadable state)."""
     rng = getattr(optimizer, "rng", None)
     if rng is None:
         return None
-    state = getattr(getattr(rng, "bit_generator", None), "state", None)
-    if isinstance(state, dict):  # NumPy's (CuPy's `state` is a method: its state is on the GPU)
-        return state
-    warnings.warn(
-        f"checkpoint: {type(optimizer).__name__}.rng ({type(rng).__name__}) has no readable "
-        "state; it is not saved, so a resumed run will draw different random numbers",
-        RuntimeWarning,
-        stacklevel=3,
-    )
-    return None
+    state = generator_state(rng)
+    if state is None:
+        warnings.warn(
+            f"checkpoint: {type(optimizer).__name__}.rng ({type(rng).__name__}) has no readable "
+            "state; it is not saved, so a resumed run will draw different random numbers "
+            "(use tinycurv.backend.SavableGenerator)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return state
 
 
 def _set_rng_state(optimizer: Any, state: dict[str, Any]) -> None:
-    """Put ``state`` into ``optimizer.rng`` (a new NumPy generator if the kind differs)."""
+    """Put ``state`` into ``optimizer.rng`` (a new NumPy generator if the bit generator differs)."""
     rng = getattr(optimizer, "rng", None)
-    kind = state["bit_generator"]
-    if rng is None or type(getattr(rng, "bit_generator", None)).__name__ != kind:
-        rng = np.random.Generator(getattr(np.random, kind)())
-        optimizer.rng = rng
-    rng.bit_generator.state = state
+    bits = state.get("state", state).get("bit_generator")  # None for a CuPy seed state
+    if bits is not None and type(getattr(rng, "bit_generator", None)).__name__ != bits:
+        if rng is not None and not isinstance(rng, np.random.Generator):
+            raise ValueError(f"load: the saved {bits} state does not fit {type(rng).__name__}")
+        optimizer.rng = np.random.Generator(getattr(np.random, bits)())
+    set_generator_state(optimizer.rng, state)

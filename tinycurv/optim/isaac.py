@@ -68,8 +68,9 @@ Cost (what keeps ζ* at the price of SGD)
 
 State: ``self.state["momentum_buffer"]`` (SGD with momentum) or ``self.state["m"]``,
 ``self.state["v"]`` (Adam), one array per parameter, as the plain ``SGD``/``Adam``; the sampling
-generator is ``self.rng`` (``tinycurv.backend.default_rng(seed)``), whose state travels in
-``state_dict()["rng"]``, so a checkpoint resumes exactly.
+generator is ``self.rng`` (``tinycurv.backend.SavableGenerator(seed)``), whose state travels in
+``state_dict()["rng"]``, so a checkpoint resumes exactly (on CuPy, whose generator state cannot be
+read, saving re-seeds from a spawned child seed: see ``SavableGenerator``).
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ import numbers
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from tinycurv.backend import default_rng, xp
+from tinycurv.backend import SavableGenerator, generator_state, set_generator_state, xp
 from tinycurv.curvature.kfac import MODES, curvature_layers, layer_statistics
 from tinycurv.optim.adam import adam_steps
 from tinycurv.optim.base import Optimizer
@@ -130,9 +131,11 @@ class ISAAC(Optimizer):
     mc_samples : int
         r, sampled labels per sample (``g_bar_mode="mc"``).
     seed : int
-        Seeds ``self.rng = tinycurv.backend.default_rng(seed)`` when ``rng`` is not given.
+        Seeds ``self.rng = tinycurv.backend.SavableGenerator(seed)`` (the backend's generator,
+        same stream as ``default_rng(seed)``) when ``rng`` is not given.
     rng : generator, optional
-        A backend generator for the sampled labels.
+        A backend generator for the sampled labels (its state is saved only if it is a
+        ``SavableGenerator`` or a NumPy generator).
     **base_hyperparameters
         For ``base="sgd"``: ``momentum`` (≥ 0), ``nesterov`` (bool), ``weight_decay`` (≥ 0).
         For ``base="adam"``: ``betas`` (two numbers in [0, 1)), ``eps`` (≥ 0),
@@ -189,7 +192,7 @@ class ISAAC(Optimizer):
             seed=seed,
             **_base_hyperparameters(base, base_hyperparameters),
         )
-        self.rng = rng if rng is not None else default_rng(seed)
+        self.rng = rng if rng is not None else SavableGenerator(seed)
         self._plan()
 
     # -- which layers are conditioned ------------------------------------------------------------
@@ -210,8 +213,8 @@ class ISAAC(Optimizer):
     def state_dict(self) -> dict[str, Any]:
         """As ``Optimizer.state_dict``, plus the generator's state under ``"rng"`` (if readable)."""
         out = super().state_dict()
-        state = getattr(getattr(self.rng, "bit_generator", None), "state", None)
-        if isinstance(state, dict):  # NumPy's (CuPy's `state` is a method: its state is on the GPU)
+        state = generator_state(self.rng)  # None for a user's generator with unreadable state
+        if state is not None:
             out["rng"] = state
         return out
 
@@ -219,7 +222,7 @@ class ISAAC(Optimizer):
         """Restore buffers, step count, hyperparameters and the generator's state."""
         super().load_state_dict(state)
         if state.get("rng") is not None:
-            self.rng.bit_generator.state = state["rng"]
+            set_generator_state(self.rng, state["rng"])
         self._plan()
 
     # -- one step --------------------------------------------------------------------------------

@@ -41,7 +41,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from tinycurv.backend import default_rng, xp
+from tinycurv.backend import SavableGenerator, generator_state, set_generator_state, xp
 from tinycurv.curvature.kfac import (
     MODES,
     curvature_layers,
@@ -88,9 +88,11 @@ class KFAC(Optimizer):
     mc_samples : int
         Sampled targets per sample (``mode="mc"``).
     seed : int, optional
-        Seeds ``self.rng = tinycurv.backend.default_rng(seed)`` when ``rng`` is not given.
+        Seeds ``self.rng = tinycurv.backend.SavableGenerator(seed)`` (the backend's generator,
+        same stream as ``default_rng(seed)``) when ``rng`` is not given.
     rng : generator, optional
-        A backend generator to draw the targets with.
+        A backend generator to draw the targets with (its state is saved only if it is a
+        ``SavableGenerator`` or a NumPy generator).
     weight_decay : float
         L2 coefficient ≥ 0 added to the gradient of every parameter (``∇ + wd·θ``) before
         preconditioning.
@@ -103,7 +105,9 @@ class KFAC(Optimizer):
     ``"G_chol"`` (lower Cholesky factors of the damped factors) or ``"A_inv"``, ``"G_inv"``
     (their inverses, ``solver="eigen"``), ``"factor_updates"`` and, with momentum,
     ``"momentum_buffer"``. ``state_dict()`` also holds the generator's state (key ``"rng"``),
-    so a run resumed with ``load_state_dict`` draws the same targets.
+    so a run resumed with ``load_state_dict`` draws the same targets (on CuPy, whose generator
+    state cannot be read, ``state_dict()`` re-seeds from a spawned child seed: see
+    ``tinycurv.backend.SavableGenerator``).
     """
 
     def __init__(
@@ -166,23 +170,23 @@ class KFAC(Optimizer):
             weight_decay=float(weight_decay),
             on_failure=on_failure,
         )
-        self.rng = rng if rng is not None else default_rng(seed)
+        self.rng = rng if rng is not None else SavableGenerator(seed)
 
     # -- checkpoints: the generator travels with the buffers --------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
         """As ``Optimizer.state_dict``, plus the generator's state under ``"rng"`` (if readable)."""
         out = super().state_dict()
-        state = getattr(getattr(self.rng, "bit_generator", None), "state", None)
-        if isinstance(state, dict):  # NumPy's (CuPy's `state` is a method: its state is on the GPU)
+        state = generator_state(self.rng)  # None for a user's generator with unreadable state
+        if state is not None:
             out["rng"] = state
         return out
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore buffers, step count, hyperparameters and the generator's state."""
         super().load_state_dict(state)
-        if state.get("rng") is not None and hasattr(self.rng, "bit_generator"):
-            self.rng.bit_generator.state = state["rng"]
+        if state.get("rng") is not None:
+            set_generator_state(self.rng, state["rng"])
 
     # -- one step ---------------------------------------------------------------------------------
 
