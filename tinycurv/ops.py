@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from tinycurv import dual as D
+from tinycurv.backend import is_array, xp
 from tinycurv.tensor import Function, Tensor
 
 
@@ -167,7 +168,7 @@ class Where(Function):
     """``x`` where ``cond`` else ``y``; ``cond`` is a constant boolean array."""
 
     def __init__(self, cond: Any):
-        self.cond = D.primal(cond.data if isinstance(cond, Tensor) else cond)
+        self.cond = xp.asarray(D.primal(cond.data if isinstance(cond, Tensor) else cond))
 
     def forward(self, x, y):
         self.shapes = D.shape(x), D.shape(y)
@@ -231,7 +232,8 @@ class Transpose(Function):
 
 class GetItem(Function):
     def __init__(self, idx: Any):
-        self.idx = idx
+        # host index arrays go to the backend once, not on every forward and backward
+        self.idx = tuple(map(_on_backend, idx)) if isinstance(idx, tuple) else _on_backend(idx)
 
     def forward(self, x):
         self.shape = D.shape(x)
@@ -239,6 +241,11 @@ class GetItem(Function):
 
     def backward(self, gy):
         return (D.index_add(self.shape, self.idx, gy),)
+
+
+def _on_backend(i: Any) -> Any:
+    """An index array (host or backend) as a backend array; slices, ints, None pass through."""
+    return xp.asarray(i) if is_array(i) else i
 
 
 class LogSumExp(Function):

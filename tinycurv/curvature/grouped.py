@@ -154,7 +154,7 @@ def grouped_gradient_and_hessian(
     tangents = []
     for i, (p, u) in enumerate(zip(params, direction, strict=True)):
         v = xp.zeros((S,) + tuple(p.shape), dtype=p.data.dtype)
-        v[owner[i]] = u
+        v[owner[i]] = xp.asarray(u)  # a host direction is moved to the backend
         tangents.append(v)
     _, grads, hvps = value_grad_and_hvp(closure, params, tangents, batched=True)
 

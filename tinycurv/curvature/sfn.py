@@ -219,7 +219,7 @@ def wynn_epsilon(partial_sums: Sequence[Sequence[Any]], k: int) -> Vector:
     last = [xp.array(a, copy=True) for a in partial_sums[-1]]
     if k == 0:
         return last
-    current = [list(s) for s in partial_sums[len(partial_sums) - (2 * k + 1) :]]  # ε₀
+    current = [[xp.asarray(a) for a in s] for s in partial_sums[-(2 * k + 1) :]]  # ε₀ (backend)
     previous: list[Vector] | None = None  # ε₋₁ = 0
     for _s in range(2 * k):
         column = []
