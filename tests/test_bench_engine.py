@@ -31,15 +31,15 @@ def test_loss_is_the_mean_cross_entropy():
     prob = engine.build(16)
     with tc.no_grad():
         loss = prob.closure().item()
-    h = prob.x.astype(np.float64)
-    weights = [p.data.astype(np.float64) for p in prob.params]
+    h = tc.asnumpy(prob.x).astype(np.float64)
+    weights = [tc.asnumpy(p.data).astype(np.float64) for p in prob.params]
     for i in range(engine.DEPTH):
         h = h @ weights[2 * i].T + weights[2 * i + 1]
         if i < engine.DEPTH - 1:
             h = np.maximum(h, 0.0)
     logp = h - h.max(axis=1, keepdims=True)
     logp -= np.log(np.exp(logp).sum(axis=1, keepdims=True))
-    labels = np.argmax(-prob.targets, axis=1)
+    labels = np.argmax(-tc.asnumpy(prob.targets), axis=1)
     assert loss == pytest.approx(-logp[np.arange(len(labels)), labels].mean(), rel=1e-5)
 
 

@@ -51,8 +51,7 @@ def test_flatten_unflatten_round_trip():
     assert v.shape == (sum(p.size for p in params),)
     back = dense.unflatten(v, params)
     assert all(
-        np.array_equal(tc.asnumpy(b), tc.asnumpy(p.data))
-        for b, p in zip(back, params, strict=True)
+        np.array_equal(tc.asnumpy(b), tc.asnumpy(p.data)) for b, p in zip(back, params, strict=True)
     )
     V = np.stack([v, 2 * v, 3 * v])
     batched = dense.unflatten(V, params)

@@ -1,7 +1,12 @@
 """GroupedNewton (Wolinski): the summary (g_bar, H_bar, D), its limits, invariance, the optimiser.
 
-Everything runs in float64 on NumPy (``conftest.py``). The dense references use
+Everything runs in float64 on the selected backend (``conftest.py``). The dense references use
 ``tinycurv.curvature.dense.hessian`` (p Hessian-vector products with unit vectors).
+
+Inputs are drawn on the host (NumPy generators, so the values are the same on every backend)
+and moved with ``tinycurv.backend.asarray`` before they meet backend code; results come back
+with ``tinycurv.asnumpy`` for the NumPy references and comparisons. ``grouped_newton_step`` and
+the optimiser's rates are host-side (NumPy arrays and Python floats) by design.
 """
 
 from __future__ import annotations
@@ -12,7 +17,8 @@ import numpy as np
 import pytest
 
 import tinycurv as tc
-from tinycurv import nn
+from tinycurv import asnumpy, nn
+from tinycurv.backend import asarray, xp
 from tinycurv.curvature import grouped_newton_step, grouped_summary
 from tinycurv.curvature.dense import flatten, hessian
 from tinycurv.curvature.grouped import (
@@ -52,7 +58,8 @@ def _problem(kind: str, seed: int = 0):
     y = rng.integers(0, 3, size=x.shape[0])
     loss_fn = nn.CrossEntropyLoss()
     params = model.parameters()
-    u = [rng.standard_normal(p.shape) for p in params]
+    u = [asarray(rng.standard_normal(p.shape)) for p in params]
+    x, y = asarray(x), asarray(y)
     return model, (lambda: loss_fn(model(x), y)), params, u
 
 
@@ -68,7 +75,8 @@ def _partition_matrix(params, groups) -> np.ndarray:
 
 
 def _step_vector(u, groups, eta) -> np.ndarray:
-    """diag(u) P η, flattened: the change of θ is minus this."""
+    """diag(u) P η, flattened (on the host): the change of θ is minus this."""
+    u = [asnumpy(a) for a in u]
     return np.concatenate(
         [np.ravel(eta[s] * u[i]) for i in range(len(u)) for s, g in enumerate(groups) if i in g]
     )
@@ -88,11 +96,12 @@ def test_summary_equals_dense_projections(kind, groups):
     gs = check_groups(groups, len(params))
     g_bar, H_bar, D = grouped_summary(closure, params, u, groups)
     assert g_bar.shape == (len(gs),) and H_bar.shape == (len(gs),) * 2 and D.shape == (len(gs),)
+    g_bar, H_bar = asnumpy(g_bar), asnumpy(H_bar)
 
     P = _partition_matrix(params, gs)
-    uf = flatten(u)
-    g = flatten(tc.grad(closure, params))
-    H = np.asarray(hessian(closure, params))
+    uf = asnumpy(flatten(u))
+    g = asnumpy(flatten(tc.grad(closure, params)))
+    H = asnumpy(hessian(closure, params))
     np.testing.assert_allclose(g_bar, P.T @ (uf * g), rtol=1e-12, atol=1e-14)
     want = P.T @ (uf[:, None] * H * uf[None, :]) @ P
     np.testing.assert_allclose(H_bar, want, rtol=1e-11, atol=1e-13)
@@ -103,17 +112,17 @@ def test_summary_equals_dense_projections(kind, groups):
 def test_third_order_equals_fd_of_second_directional_derivative(kind):
     """D_s = d/dt ⟨u_s, H(θ + t u_s) u_s⟩ at 0, by central differences of HVPs."""
     model, closure, params, u = _problem(kind)
-    D = grouped_third_order(closure, params, u)
+    D = asnumpy(grouped_third_order(closure, params, u))
     theta = [p.data.copy() for p in params]
     h = 1e-4
     for s in range(len(params)):
-        u_s = [u[i] if i == s else np.zeros_like(u[i]) for i in range(len(params))]
+        u_s = [u[i] if i == s else xp.zeros_like(u[i]) for i in range(len(params))]
 
         def second(t, u_s=u_s):
             for p, th, us in zip(params, theta, u_s, strict=True):
                 p.data = th + t * us
             hv = tc.hvp(closure, params, u_s)
-            return sum(float(np.sum(a * b)) for a, b in zip(u_s, hv, strict=True))
+            return sum(float(xp.sum(a * b)) for a, b in zip(u_s, hv, strict=True))
 
         fd = (second(h) - second(-h)) / (2 * h)
         for p, th in zip(params, theta, strict=True):
@@ -125,9 +134,9 @@ def test_third_order_lifting_only_the_group_is_exact():
     """Lifting only group s equals lifting every parameter with u_s (zeros elsewhere)."""
     model, closure, params, u = _problem("mlp", seed=3)
     groups = [[0, 3], [1, 2, 5], [4]]
-    D = grouped_third_order(closure, params, u, groups)
+    D = asnumpy(grouped_third_order(closure, params, u, groups))
     for s, group in enumerate(groups):
-        u_s = [u[i] if i in group else np.zeros_like(u[i]) for i in range(len(params))]
+        u_s = [u[i] if i in group else xp.zeros_like(u[i]) for i in range(len(params))]
         assert D[s] == pytest.approx(tc.taylor(closure, params, u_s)[3], rel=1e-12, abs=1e-14)
 
 
@@ -142,10 +151,11 @@ def test_float32_model_gives_float32_summary():
     tc.set_default_dtype("float64")
     rng = np.random.default_rng(0)
     x, y = rng.standard_normal((7, 5)).astype(np.float32), rng.integers(0, 3, size=7)
+    x, y = asarray(x, dtype=np.float32), asarray(y)
     loss_fn = nn.CrossEntropyLoss()
     closure = lambda: loss_fn(model(x), y)
     params = model.parameters()
-    u = [rng.standard_normal(p.shape).astype(np.float32) for p in params]
+    u = [asarray(rng.standard_normal(p.shape).astype(np.float32), dtype=np.float32) for p in params]
     assert all(g.dtype == np.float32 for g in tc.grad(closure, params))
     assert all(a.dtype == np.float32 for a in grouped_summary(closure, params, u))
 
@@ -155,7 +165,7 @@ def test_gradient_and_hessian_part_leaves_params_untouched():
     before = [p.data.copy() for p in params]
     grouped_summary(closure, params, u)
     for p, b in zip(params, before, strict=True):
-        np.testing.assert_array_equal(p.data, b)
+        np.testing.assert_array_equal(asnumpy(p.data), asnumpy(b))
         assert not isinstance(p.data, tc.Dual) and p.grad is None
 
 
@@ -169,30 +179,32 @@ def _quadratic(sizes, seed=0):
     M = rng.standard_normal((n, n))
     A = M @ M.T / n + 0.5 * np.eye(n)
     b = rng.standard_normal(n)
-    params = [Tensor(rng.standard_normal(k), requires_grad=True) for k in sizes]
+    params = [Tensor(asarray(rng.standard_normal(k)), requires_grad=True) for k in sizes]
     starts = np.concatenate([[0], np.cumsum(sizes)])
-    blocks = [[A[starts[i] : starts[i + 1], starts[j] : starts[j + 1]] for j in range(len(sizes))]
+    blocks = [[asarray(A[starts[i] : starts[i + 1], starts[j] : starts[j + 1]])
+               for j in range(len(sizes))]
               for i in range(len(sizes))]  # fmt: skip
+    b_parts = [asarray(b[starts[i] : starts[i + 1]]) for i in range(len(sizes))]
 
     def closure():
         total = 0.0
         for i, p in enumerate(params):
-            total = total - (p * b[starts[i] : starts[i + 1]]).sum()
+            total = total - (p * b_parts[i]).sum()
             for j, q in enumerate(params):
                 total = total + 0.5 * (p * (q @ blocks[i][j].T)).sum()
         return total
 
-    return closure, params, A, b
+    return closure, params, A, b  # A and b on the host, for the references
 
 
 def test_discrete_partition_lam0_is_newton():
     """App. C: every scalar its own group, u = g, lam_int = 0: the step is H⁻¹g (Newton)."""
     closure, params, A, b = _quadratic([1] * 6)
-    theta = flatten([p.data for p in params])
+    theta = asnumpy(flatten([p.data for p in params]))
     g = tc.grad(closure, params)
-    np.testing.assert_allclose(flatten(g), A @ theta - b, rtol=1e-12)
+    np.testing.assert_allclose(asnumpy(flatten(g)), A @ theta - b, rtol=1e-12)
     g_bar, H_bar, D = grouped_summary(closure, params, g)  # canonical = discrete here
-    np.testing.assert_allclose(D, 0.0, atol=1e-12)  # a quadratic has no third order
+    np.testing.assert_allclose(asnumpy(D), 0.0, atol=1e-12)  # a quadratic has no third order
     eta = grouped_newton_step(g_bar, H_bar, D, lam_int=0.0)
     step = _step_vector(g, check_groups(None, len(params)), eta)
     np.testing.assert_allclose(step, np.linalg.solve(A, A @ theta - b), rtol=1e-10)
@@ -203,7 +215,7 @@ def test_trivial_partition_is_cauchy():
     """App. C: one group (S = 1), u = g, lam_int = 0: the step is (gᵀg / gᵀHg) g (Cauchy)."""
     closure, params, A, b = _quadratic([3, 2, 4], seed=1)
     g = tc.grad(closure, params)
-    gf = flatten(g)
+    gf = asnumpy(flatten(g))
     groups = [[0, 1, 2]]
     g_bar, H_bar, D = grouped_summary(closure, params, g, groups)
     eta = grouped_newton_step(g_bar, H_bar, D, lam_int=0.0)
@@ -215,8 +227,9 @@ def test_trivial_partition_on_mlp_is_cauchy_along_u():
     model, closure, params, u = _problem("mlp", seed=2)
     groups = [list(range(len(params)))]
     g_bar, H_bar = grouped_gradient_and_hessian(closure, params, u, groups)
-    uf, g = flatten(u), flatten(tc.grad(closure, params))
-    H = np.asarray(hessian(closure, params))
+    g_bar, H_bar = asnumpy(g_bar), asnumpy(H_bar)
+    uf, g = asnumpy(flatten(u)), asnumpy(flatten(tc.grad(closure, params)))
+    H = asnumpy(hessian(closure, params))
     assert g_bar[0] == pytest.approx(uf @ g, rel=1e-12)
     assert H_bar[0, 0] == pytest.approx(uf @ H @ uf, rel=1e-11)
 
@@ -265,7 +278,7 @@ class _AffineMLP(nn.Module):
         return ((x @ w1.T + b1).tanh()) @ w2.T + b2
 
     def theta_values(self):
-        return [np.asarray(t.data) for t in self.thetas()]
+        return [asnumpy(t.data) for t in self.thetas()]
 
 
 def test_trajectory_invariant_under_affine_reparameterisation():
@@ -281,8 +294,8 @@ def test_trajectory_invariant_under_affine_reparameterisation():
     base = nn.Sequential(nn.Linear(64, 16, rng=rng), nn.Tanh(), nn.Linear(16, 10, rng=rng))
     theta0 = [p.data.copy() for p in base.parameters()]
     alpha = [3.0, -0.5, 0.25, -4.0]
-    beta = [rng.standard_normal(t.shape) for t in theta0]
-    model_theta = _AffineMLP(theta0, [1.0] * 4, [np.zeros_like(t) for t in theta0])
+    beta = [asarray(rng.standard_normal(t.shape)) for t in theta0]
+    model_theta = _AffineMLP(theta0, [1.0] * 4, [xp.zeros_like(t) for t in theta0])
     model_phi = _AffineMLP(theta0, alpha, beta)
     loss_fn = nn.CrossEntropyLoss()
     hp = dict(lr=0.5, update_every=4)
@@ -320,7 +333,7 @@ def test_training_decreases_loss_on_digits():
         means.append(np.mean([opt.step(xb, yb) for xb, yb in batches(X, y, 100, rng=epoch)]))
         opt.end_epoch(means[-1])
     assert means[-1] < 0.4 * means[0]
-    acc = np.mean(np.argmax(np.asarray(model(Xt).data), axis=1) == yt)
+    acc = np.mean(np.argmax(asnumpy(model(asarray(Xt)).data), axis=1) == yt)
     assert acc > 0.85
     rates = np.array(opt.history["rates"])
     assert rates.shape == (opt.t, 4) and np.all(rates >= 0) and np.any(rates > 0)
@@ -349,7 +362,9 @@ def test_algorithm_1_bookkeeping():
         np.testing.assert_allclose(opt.state["rates"], rates, rtol=1e-10)
         np.testing.assert_allclose(opt.state["eta"], eta_prev, rtol=1e-10)
         for p, th, ui, s in zip(params, theta, u, range(4), strict=True):
-            np.testing.assert_allclose(p.data, th - rates[s] * ui, rtol=1e-12, atol=1e-14)
+            np.testing.assert_allclose(
+                asnumpy(p.data), asnumpy(th - rates[s] * ui), rtol=1e-12, atol=1e-14
+            )
         u_prev = u
     assert [d["step"] for d in opt.history["updates"]] == [0, 3, 6]
     assert len(opt.history["rates"]) == 7
@@ -366,7 +381,9 @@ def test_coarse_groups_share_one_rate():
     rates = opt.state["rates"]
     assert len(rates) == 2 and len(opt.state["summary"]["H_bar"]) == 2
     for i, p in enumerate(params):
-        np.testing.assert_allclose(p.data, theta[i] - rates[i % 2] * opt.state["u"][i])
+        np.testing.assert_allclose(
+            asnumpy(p.data), asnumpy(theta[i] - rates[i % 2] * opt.state["u"][i])
+        )
 
 
 def test_curvature_batch_options():
@@ -380,7 +397,7 @@ def test_curvature_batch_options():
     g = tc.grad(lambda: nn.CrossEntropyLoss()(model(xb), yb), params)
     want = grouped_summary(lambda: nn.CrossEntropyLoss()(model(fixed[0]), fixed[1]), params, g)
     opt.step(xb, yb)
-    np.testing.assert_allclose(opt.state["summary"]["g_bar"], want[0], rtol=1e-10)
+    np.testing.assert_allclose(opt.state["summary"]["g_bar"], asnumpy(want[0]), rtol=1e-10)
     # sampled: drawn by opt.rng from curvature_data, reproducibly
     runs = []
     for _ in range(2):
@@ -446,7 +463,7 @@ def test_state_dict_resume_is_exact():
     opt2.rng.bit_generator.state = rng_state
     assert [opt2.step(xb, yb) for xb, yb in data[5:]] == tail
     for a, b in zip(model.parameters(), model2.parameters(), strict=True):
-        np.testing.assert_array_equal(a.data, b.data)
+        np.testing.assert_array_equal(asnumpy(a.data), asnumpy(b.data))
 
 
 # ---------------------------------------------------------------------------- validation

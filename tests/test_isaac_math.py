@@ -12,19 +12,66 @@ branches of ``zeta``: b×b or n×n on the input side, (r·b)×(r·b) or m×m on 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
 
-from tinycurv.curvature import isaac
-from tinycurv.curvature.isaac import zeta, zeta_kron, zeta_star
-from tinycurv.curvature.linalg import cho_apply, cho_factor, cho_solve
+import tinycurv as tc
+from tinycurv import backend
+from tinycurv.curvature import isaac, linalg
 
 M, N = 11, 6
 BATCHES = (3, 8)  # b < n and b > n
 RANKS = (1, M)  # one sampled gradient per sample, or the exact Hessian square root
 GRID = (1e-6, 1e-3, 1.0, 1e3, 1e6)
 INF = math.inf
+
+
+# --------------------------------------------------------------------------------------------
+# the functions under test, called on the backend: host inputs in, host results out
+# --------------------------------------------------------------------------------------------
+# Every reference below is NumPy on the host. The wrappers move each host input to the current
+# backend (keeping its dtype), run the library there, check that the result is a backend array
+# and bring it back, so the same comparisons run unchanged on NumPy and on CuPy.
+def _dev(x: np.ndarray | None) -> Any:
+    """A backend copy of the host array ``x`` with its dtype (None passes through)."""
+    return None if x is None else backend.asarray(x, dtype=x.dtype)
+
+
+def _host(out: Any) -> np.ndarray:
+    """The backend result ``out`` as a host array (it must be a backend array)."""
+    assert isinstance(out, backend.get_backend().ndarray), type(out)
+    return tc.asnumpy(out)
+
+
+def zeta(g, a, g_bar, lam_g, lam_a):
+    return _host(isaac.zeta(_dev(g), _dev(a), _dev(g_bar), lam_g, lam_a))
+
+
+def zeta_kron(g, a, g_bar, lam_g, lam_a):
+    return _host(isaac.zeta_kron(_dev(g), _dev(a), _dev(g_bar), lam_g, lam_a))
+
+
+def zeta_star(g, a, lam_a):
+    return _host(isaac.zeta_star(_dev(g), _dev(a), lam_a))
+
+
+def cho_solve(K, B, name="K"):
+    return _host(linalg.cho_solve(_dev(K), _dev(B), name=name))
+
+
+def cho_factor(K, name="K"):
+    return _host(linalg.cho_factor(_dev(K), name=name))
+
+
+def cho_apply(L, B):
+    return _host(linalg.cho_apply(_dev(L), _dev(B)))
+
+
+def _backend_grad(g: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """gᵀa computed on the backend, for the bitwise checks (another BLAS may round otherwise)."""
+    return tc.asnumpy(_dev(g).T @ _dev(a))
 
 
 # --------------------------------------------------------------------------------------------
@@ -175,7 +222,7 @@ def test_theorem1_ii_large_damping_gives_the_gradient(fn, b, r):
         # ‖λ(M + λI)⁻¹ − I‖ ≤ ‖M‖/λ on each side
         bound = (np.linalg.norm(G, 2) + np.linalg.norm(A, 2)) / lam
         assert _rel(fn(g, a, g_bar, lam, lam), grad) <= bound * (1 + 1e-6) + 1e-14
-    assert np.array_equal(fn(g, a, g_bar, INF, INF), grad)
+    assert np.array_equal(fn(g, a, g_bar, INF, INF), _backend_grad(g, a))
 
 
 # --------------------------------------------------------------------------------------------
@@ -253,7 +300,7 @@ def test_eq21_zeta_star_is_input_damped_gradient(b):
         # eq. 21 in the b×b form: gᵀ (I_b + aaᵀ/(bλ_a))⁻¹ a
         b_form = g.T @ np.linalg.solve(np.eye(b) + a @ a.T / (b * lam_a), a)
         assert _rel(zeta_star(g, a, lam_a), b_form) < 1e-10
-    assert np.array_equal(zeta_star(g, a, INF), g.T @ a)
+    assert np.array_equal(zeta_star(g, a, INF), _backend_grad(g, a))
 
 
 def test_infinite_lam_a_alone_conditions_only_the_output_side():

@@ -2,6 +2,10 @@
 
 Every test builds ``hvp_fn`` from a dense symmetric matrix with a known spectrum, so the exact
 answer ``(|H| + λI)⁻¹ v`` is available from ``abs_hessian_inverse`` (and from the spectrum).
+
+The matrices, vectors and random draws are made on the host (NumPy), moved to the backend with
+``tinycurv.backend.asarray`` before they meet the library, and the results are brought back with
+``tinycurv.asnumpy`` for the comparisons: the same values and checks on every backend.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
+from tinycurv import asnumpy
+from tinycurv.backend import asarray, xp
 from tinycurv.curvature.sfn import (
     abs_hessian_inverse,
     power_iteration_scale,
@@ -41,7 +47,40 @@ def _matrix(eigenvalues: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndar
 
 
 def _dense_hvp(H: np.ndarray):
-    return lambda vs: [H @ vs[0]]
+    """``hvp_fn`` of the dense (host) matrix H, on backend vectors."""
+    H_backend = asarray(H)
+    return lambda vs: [H_backend @ vs[0]]
+
+
+def _series(H: np.ndarray, vectors, *args, **kwargs) -> list[np.ndarray]:
+    """``series_operator`` with ``_dense_hvp(H)`` on host vectors, moved to the backend and back."""
+    out = series_operator(_dense_hvp(H), [asarray(v) for v in vectors], *args, **kwargs)
+    return [asnumpy(o) for o in out]
+
+
+def _exact(H: np.ndarray, v: np.ndarray, damping: float = 0.0) -> np.ndarray:
+    """``abs_hessian_inverse`` of host H and v, on the backend; the result on the host."""
+    return asnumpy(abs_hessian_inverse(asarray(H), asarray(v), damping))
+
+
+def _backend_sums(sums) -> list[list]:
+    """A sequence of vectors (lists of host arrays) as backend arrays, for ``wynn_epsilon``."""
+    return [[asarray(a) for a in s] for s in sums]
+
+
+class _HostSeededRNG:
+    """A backend "generator" whose draws are NumPy's ``default_rng(seed)`` moved to the backend.
+
+    ``power_iteration_scale`` takes a backend generator; backends draw different streams for the
+    same seed (CuPy's differs from NumPy's), and the checks on the power-iteration path depend on
+    the start vector, so it is drawn on the host: the same start on every backend.
+    """
+
+    def __init__(self, seed: int) -> None:
+        self._rng = np.random.default_rng(seed)
+
+    def standard_normal(self, size=None, dtype=np.float64):
+        return asarray(self._rng.standard_normal(size, dtype=dtype))
 
 
 @pytest.fixture
@@ -124,9 +163,9 @@ def test_coefficients_reject_bad_arguments(bad):
 # Wynn's ε-algorithm
 # --------------------------------------------------------------------------------------------
 def test_wynn_k0_returns_last_partial_sum():
-    sums = [[np.full(3, float(i))] for i in range(4)]
+    sums = _backend_sums([[np.full(3, float(i))] for i in range(4)])
     out = wynn_epsilon(sums, 0)
-    np.testing.assert_array_equal(out[0], sums[-1][0])
+    np.testing.assert_array_equal(asnumpy(out[0]), asnumpy(sums[-1][0]))
     assert out[0] is not sums[-1][0]
 
 
@@ -136,16 +175,16 @@ def test_wynn_is_exact_on_one_geometric_mode_split_over_arrays():
     a = [rng.standard_normal(3), rng.standard_normal((2, 2))]
     r = -0.7
     sums = [[li + r**m * ai for li, ai in zip(limit, a, strict=True)] for m in range(6)]
-    out = wynn_epsilon(sums, 1)
+    out = wynn_epsilon(_backend_sums(sums), 1)
     for o, li in zip(out, limit, strict=True):
-        np.testing.assert_allclose(o, li, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(asnumpy(o), li, rtol=0, atol=1e-12)
     # the last sums alone are far from the limit
     assert np.abs(sums[-1][0] - limit[0]).max() > 0.01
 
 
 def test_wynn_on_scalars_is_shanks():
     seq = [sum((-1) ** j / (j + 1) for j in range(m + 1)) for m in range(7)]  # → log 2
-    sums = [[np.array([s])] for s in seq]
+    sums = _backend_sums([[np.array([s])] for s in seq])
     s0, s1, s2 = seq[-3:]
     shanks = (s2 * s0 - s1 * s1) / (s2 + s0 - 2 * s1)
     assert float(wynn_epsilon(sums, 1)[0][0]) == pytest.approx(shanks, rel=1e-13)
@@ -157,21 +196,21 @@ def test_wynn_on_scalars_is_shanks():
 
 def test_wynn_uses_only_the_last_2k_plus_1_sums():
     rng = np.random.default_rng(3)
-    sums = [[rng.standard_normal(4)] for _ in range(7)]
+    sums = _backend_sums([[rng.standard_normal(4)] for _ in range(7)])
     a = wynn_epsilon(sums, 1)
-    junk = [[rng.standard_normal(4)] for _ in range(3)]
+    junk = _backend_sums([[rng.standard_normal(4)] for _ in range(3)])
     b = wynn_epsilon(junk + sums[-3:], 1)
-    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(asnumpy(a[0]), asnumpy(b[0]))
 
 
 def test_wynn_stagnated_sequence_returns_last():
-    sums = [[np.ones(3)], [np.ones(3)], [np.ones(3)]]
-    np.testing.assert_array_equal(wynn_epsilon(sums, 1)[0], np.ones(3))
+    sums = _backend_sums([[np.ones(3)], [np.ones(3)], [np.ones(3)]])
+    np.testing.assert_array_equal(asnumpy(wynn_epsilon(sums, 1)[0]), np.ones(3))
 
 
 def test_wynn_rejects_too_few_sums():
     with pytest.raises(ValueError, match="2k"):
-        wynn_epsilon([[np.ones(2)]] * 4, 2)
+        wynn_epsilon(_backend_sums([[np.ones(2)]] * 4), 2)
 
 
 # --------------------------------------------------------------------------------------------
@@ -180,10 +219,9 @@ def test_wynn_rejects_too_few_sums():
 @pytest.mark.parametrize("damping", [0.0, 0.3])
 def test_series_converges_to_exact_sfn(indefinite, damping):
     H, _, g = indefinite
-    exact = abs_hessian_inverse(H, g, damping)
+    exact = _exact(H, g, damping)
     errors = [
-        np.linalg.norm(series_operator(_dense_hvp(H), [g], N, V, damping)[0] - exact)
-        for N in (5, 10, 20, 40, 80)
+        np.linalg.norm(_series(H, [g], N, V, damping)[0] - exact) for N in (5, 10, 20, 40, 80)
     ]
     assert all(b < a for a, b in zip(errors, errors[1:], strict=False))
     assert errors[-1] < 1e-7 * np.linalg.norm(exact)
@@ -196,12 +234,9 @@ def test_error_decreases_at_the_predicted_geometric_rate(indefinite, damping):
     slowly varying factor ≈ c_N: dividing it out, the rate over N ∈ [20, 40] is ρ to 0.005;
     dividing out the exact tail sum of the dominant component, it is ρ to 1e-6."""
     H, Q, g = indefinite
-    exact = abs_hessian_inverse(H, g, damping)
+    exact = _exact(H, g, damping)
     N1, N2 = 20, 40
-    e1, e2 = (
-        np.linalg.norm(series_operator(_dense_hvp(H), [g], N, V, damping)[0] - exact)
-        for N in (N1, N2)
-    )
+    e1, e2 = (np.linalg.norm(_series(H, [g], N, V, damping)[0] - exact) for N in (N1, N2))
     c = series_coefficients(400, damping / math.sqrt(V))
     raw_rate = (e2 / e1) ** (1 / (N2 - N1))
     coefficient_corrected = (e2 / e1 * c[N1] / c[N2]) ** (1 / (N2 - N1))
@@ -214,7 +249,7 @@ def test_error_decreases_at_the_predicted_geometric_rate(indefinite, damping):
     assert abs(coefficient_corrected - RHO) < 0.005  # … and accounts for it
     assert abs(tail_corrected - RHO) < 1e-6
     # the error is the dominant eigen-component (largest |1 − λᵢ²/V|)
-    err = series_operator(_dense_hvp(H), [g], 30, V, damping)[0] - exact
+    err = _series(H, [g], 30, V, damping)[0] - exact
     cosine = abs(Q[:, 0] @ err) / np.linalg.norm(err)
     assert cosine > 0.9999
 
@@ -226,30 +261,33 @@ def test_acceleration_reduces_error_at_fixed_order(indefinite, damping, order):
     dominates the error (≥ 30× here from N = 20); at N = 10 the ±0.5 modes still matter and
     the gain is smaller (at N = 5, not shown, order 1 is even slightly worse than nothing)."""
     H, _, g = indefinite
-    exact = abs_hessian_inverse(H, g, damping)
-    plain = np.linalg.norm(series_operator(_dense_hvp(H), [g], order, V, damping)[0] - exact)
+    exact = _exact(H, g, damping)
+    plain = np.linalg.norm(_series(H, [g], order, V, damping)[0] - exact)
     required = 0.8 if order < 20 else 0.1
     for k in (1, 2):
-        accelerated = series_operator(_dense_hvp(H), [g], order, V, damping, acceleration=k)
+        accelerated = _series(H, [g], order, V, damping, acceleration=k)
         assert np.linalg.norm(accelerated[0] - exact) < required * plain
 
 
 def test_series_on_split_parameters_equals_single_array(indefinite):
     H, _, g = indefinite
 
+    H_backend = asarray(H)
+
     def split_hvp(vs):
-        out = H @ np.concatenate([vs[0].ravel(), vs[1]])
+        out = H_backend @ xp.concatenate([vs[0].ravel(), vs[1]])
         return [out[:4].reshape(2, 2), out[4:]]
 
-    whole = series_operator(_dense_hvp(H), [g], 15, V, 0.1, acceleration=1)[0]
-    parts = series_operator(split_hvp, [g[:4].reshape(2, 2), g[4:]], 15, V, 0.1, acceleration=1)
+    whole = _series(H, [g], 15, V, 0.1, acceleration=1)[0]
+    split = [asarray(g[:4].reshape(2, 2)), asarray(g[4:])]
+    parts = [asnumpy(a) for a in series_operator(split_hvp, split, 15, V, 0.1, acceleration=1)]
     assert parts[0].shape == (2, 2)
     np.testing.assert_allclose(np.concatenate([parts[0].ravel(), parts[1]]), whole, rtol=1e-12)
 
 
 def test_order_one_is_first_term(indefinite):
     H, _, g = indefinite
-    out = series_operator(_dense_hvp(H), [g], 1, V, damping=0.6)[0]
+    out = _series(H, [g], 1, V, damping=0.6)[0]
     d = 0.6 / math.sqrt(V)
     np.testing.assert_allclose(out, g / (math.sqrt(V) * (1 + d)), rtol=1e-15)
 
@@ -260,10 +298,10 @@ def test_positive_definite_gives_damped_newton():
     g = np.random.default_rng(5).standard_normal(5)
     damping = 0.1
     scale = (eigenvalues.min() ** 2 + eigenvalues.max() ** 2) / 2  # ρ = 0.724, balanced
-    direction = series_operator(_dense_hvp(H), [g], 60, scale, damping)[0]
+    direction = _series(H, [g], 60, scale, damping)[0]
     newton = np.linalg.solve(H + damping * np.eye(5), g)
     np.testing.assert_allclose(direction, newton, rtol=1e-7)
-    np.testing.assert_allclose(abs_hessian_inverse(H, g, damping), newton, rtol=1e-12)
+    np.testing.assert_allclose(_exact(H, g, damping), newton, rtol=1e-12)
 
 
 # --------------------------------------------------------------------------------------------
@@ -273,9 +311,9 @@ def test_scale_too_small_raises(indefinite):
     H, _, g = indefinite
     lam_max2 = np.max(np.linalg.eigvalsh(H) ** 2)
     with pytest.raises(ValueError, match="scale V too small"):
-        series_operator(_dense_hvp(H), [g], 20, lam_max2 / 4)
+        _series(H, [g], 20, lam_max2 / 4)
     # just above the bound λ_max²/2 is accepted
-    series_operator(_dense_hvp(H), [g], 20, lam_max2 / 2 * (1 + 1e-9))
+    _series(H, [g], 20, lam_max2 / 2 * (1 + 1e-9))
 
 
 @pytest.mark.parametrize(
@@ -293,17 +331,17 @@ def test_scale_too_small_raises(indefinite):
 def test_bad_arguments_raise(indefinite, kwargs):
     H, _, g = indefinite
     with pytest.raises(ValueError):
-        series_operator(_dense_hvp(H), [g], **kwargs)
+        _series(H, [g], **kwargs)
 
 
 def test_abs_hessian_inverse_matches_spectrum():
     eigenvalues = np.array([-3.0, -0.5, 0.25, 2.0])
     H, Q = _matrix(eigenvalues, seed=6)
     v = np.random.default_rng(7).standard_normal(4)
-    out = abs_hessian_inverse(H, v, damping=0.2)
+    out = _exact(H, v, damping=0.2)
     np.testing.assert_allclose(out, Q @ ((Q.T @ v) / (np.abs(eigenvalues) + 0.2)), rtol=1e-12)
     with pytest.raises(ValueError, match="singular"):
-        abs_hessian_inverse(np.diag([1.0, 0.0]), np.ones(2))
+        abs_hessian_inverse(asarray(np.diag([1.0, 0.0])), asarray(np.ones(2)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -312,31 +350,33 @@ def test_abs_hessian_inverse_matches_spectrum():
 def test_power_iteration_scale_on_known_spectrum():
     eigenvalues = np.array([-3.0, 1.8, 1.0, -1.2, 1.5, -1.6])  # λ_max² = 9, from a negative one
     H, _ = _matrix(eigenvalues, seed=8)
-    estimate = power_iteration_scale(_dense_hvp(H), [np.zeros(6)], iters=20, rng=0)
+    hvp_fn, like = _dense_hvp(H), [asarray(np.zeros(6))]
+    # the start vector of NumPy's default_rng(0) on every backend (the path below depends on it)
+    estimate = power_iteration_scale(hvp_fn, like, iters=20, rng=_HostSeededRNG(0))
     assert estimate <= 9.0 * (1 + 1e-12)  # a Rayleigh quotient of H²: never above λ_max²
     assert estimate == pytest.approx(9.0, rel=1e-5)  # (1.8/3)^40 ≈ 1e-9
-    doubled = power_iteration_scale(_dense_hvp(H), [np.zeros(6)], iters=20, rng=0, safety=2.0)
+    doubled = power_iteration_scale(hvp_fn, like, iters=20, rng=_HostSeededRNG(0), safety=2.0)
     assert doubled == pytest.approx(2 * estimate, rel=1e-12)
     # the estimate rises monotonically with the iterations, from below (this start vector
     # is nearly orthogonal to the top eigenvector: 3 iterations give only 2.7 of 9)
     path = [
-        power_iteration_scale(_dense_hvp(H), [np.zeros(6)], iters=i, rng=0) for i in range(1, 9)
+        power_iteration_scale(hvp_fn, like, iters=i, rng=_HostSeededRNG(0)) for i in range(1, 9)
     ]
     assert all(a <= b for a, b in zip(path, path[1:], strict=False)) and path[-1] <= 9.0
     rough = path[5]  # 6 iterations: past λ_max²/2 = 4.5, so the series converges
     assert 4.5 <= rough < 9.0 * 0.9
     g = np.ones(6)
-    out = series_operator(_dense_hvp(H), [g], 200, rough, damping=0.1, acceleration=1)[0]
-    np.testing.assert_allclose(out, abs_hessian_inverse(H, g, 0.1), rtol=1e-6)
+    out = _series(H, [g], 200, rough, damping=0.1, acceleration=1)[0]
+    np.testing.assert_allclose(out, _exact(H, g, 0.1), rtol=1e-6)
 
 
 def test_power_iteration_scale_on_split_vectors_and_zero_hessian():
     def split_hvp(vs):
         return [-2.0 * vs[0], 0.5 * vs[1]]
 
-    shapes = [np.zeros((2, 3)), np.zeros(4)]
+    shapes = [asarray(np.zeros((2, 3))), asarray(np.zeros(4))]
     assert power_iteration_scale(split_hvp, shapes, rng=1) == pytest.approx(4.0, rel=1e-10)
-    tiny = power_iteration_scale(lambda vs: [0.0 * vs[0]], [np.zeros(3)], rng=1)
+    tiny = power_iteration_scale(lambda vs: [0.0 * vs[0]], [asarray(np.zeros(3))], rng=1)
     assert 0 < tiny < 1e-300
 
 
@@ -349,14 +389,17 @@ def test_saddle_free_direction_on_quadratic_closure(indefinite):
     from tinycurv import Tensor
 
     H, _, g = indefinite
-    theta = Tensor(np.random.default_rng(9).standard_normal(len(g)), requires_grad=True)
-    H_tensor = Tensor(H)
+    theta = Tensor(asarray(np.random.default_rng(9).standard_normal(len(g))), requires_grad=True)
+    H_tensor = Tensor(asarray(H))
 
     def closure():
         return (theta @ H_tensor @ theta) * 0.5  # Hessian: H
 
-    direction = saddle_free_direction(closure, [theta], [g], 40, V, damping=0.3, acceleration=1)
+    direction = saddle_free_direction(
+        closure, [theta], [asarray(g)], 40, V, damping=0.3, acceleration=1
+    )
     assert len(direction) == 1 and direction[0].shape == g.shape
-    dense = series_operator(_dense_hvp(H), [g], 40, V, 0.3, acceleration=1)[0]
+    direction = [asnumpy(d) for d in direction]
+    dense = _series(H, [g], 40, V, 0.3, acceleration=1)[0]
     np.testing.assert_allclose(direction[0], dense, rtol=1e-10)
-    np.testing.assert_allclose(direction[0], abs_hessian_inverse(H, g, 0.3), rtol=1e-5)
+    np.testing.assert_allclose(direction[0], _exact(H, g, 0.3), rtol=1e-5)
