@@ -531,3 +531,18 @@ def test_finite_lam_g_requires_g_bar():
     for fn in (zeta, zeta_kron):
         with pytest.raises(ValueError, match="g_bar"):
             fn(g, a, None, 1.0, 1.0)
+
+
+def test_deferred_checks_name_the_first_bad_factor():
+    """``cho_factor(check=False)`` + ``check_factors`` (one device sync for all, as K-FAC does)
+    accepts valid factors and rejects a NaN one by name, like the immediate check."""
+    from tinycurv.curvature.linalg import check_factors
+
+    good = backend.asarray(np.diag([1.0, 4.0]))
+    bad = backend.asarray(np.full((2, 2), np.nan))
+    factors = [linalg.cho_factor(good, "A", check=False), linalg.cho_factor(bad, "G", check=False)]
+    np.testing.assert_allclose(tc.asnumpy(factors[0]), np.diag([1.0, 2.0]), rtol=1e-15)
+    check_factors(factors[:1], ["A"])
+    check_factors([], [])
+    with pytest.raises(np.linalg.LinAlgError, match="G .*not positive definite"):
+        check_factors(factors, ["A", "G"])

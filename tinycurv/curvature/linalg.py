@@ -21,18 +21,19 @@ against 0.1 ms). Larger factors keep all threads, which they can use.
 
 A matrix that is not (numerically) positive definite raises ``LinAlgError`` (NumPy's class;
 CuPy re-exports the same one) with a message naming the matrix. On CuPy this check reads the
-factorisation's status back from the GPU (one device sync per ``cho_factor``, i.e. per
-refactorisation, never per solve).
+factorisation's status back from the GPU (one device sync per ``cho_factor``, never per solve);
+``cho_factor(..., check=False)`` defers it, and ``check_factors`` then checks many factors with
+one sync (K-FAC refactorises two matrices per layer).
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from tinycurv.backend import backend_name, xp
+from tinycurv.backend import asnumpy, backend_name, xp
 
 SINGLE_THREAD_ROWS = 512  # NumPy: factors up to this size use one BLAS thread (docstring)
 
@@ -70,8 +71,11 @@ def _not_pd(name: str, shape: tuple[int, ...], why: str) -> Exception:
     )
 
 
-def cho_factor(K: Any, name: str = "K") -> Any:
+def cho_factor(K: Any, name: str = "K", check: bool = True) -> Any:
     """Lower Cholesky factor ``L`` of a symmetric positive definite ``K = L Lᵀ``, shape (p, p).
+
+    With ``check=False`` (CuPy: no device sync) a failed factorisation is not detected here: pass
+    the factors to ``check_factors`` afterwards. (On NumPy, SciPy raises on a failed pivot anyway.)
 
     Raises
     ------
@@ -84,9 +88,9 @@ def cho_factor(K: Any, name: str = "K") -> Any:
         raise ValueError(f"{name} must be a square matrix, got shape {tuple(K.shape)}")
     try:
         if backend_name() == "cupy":
-            import cupyx  # CuPy ignores cuSOLVER failures unless asked to raise
+            import cupyx  # CuPy ignores cuSOLVER failures unless asked to raise (a sync)
 
-            with cupyx.errstate(linalg="raise"):
+            with cupyx.errstate(linalg="raise" if check else "ignore"):
                 L = xp.linalg.cholesky(K)
         else:
             from scipy.linalg import cholesky
@@ -97,9 +101,27 @@ def cho_factor(K: Any, name: str = "K") -> Any:
         raise _not_pd(name, tuple(K.shape), str(err)) from err
     # NaN input can slip through the factorisation; a valid factor has a positive diagonal.
     # (bool() reads it back: on CuPy a device sync, once per factorisation.)
-    if not bool(xp.all(xp.diagonal(L) > 0)):
+    if check and not bool(_valid(L)):
         raise _not_pd(name, tuple(K.shape), "non-positive or NaN pivot")
     return L
+
+
+def _valid(L: Any) -> Any:
+    """A backend boolean (no sync): ``L`` has a positive diagonal and only finite entries.
+
+    A failed potrf leaves its non-positive (or NaN) pivot on the diagonal, as LAPACK specifies.
+    """
+    return xp.all(xp.diagonal(L) > 0) & xp.all(xp.isfinite(L))
+
+
+def check_factors(factors: Sequence[Any], names: Sequence[str]) -> None:
+    """Raise ``LinAlgError`` naming the first invalid factor; one device sync for all of them."""
+    if not factors:
+        return
+    ok = asnumpy(xp.stack([_valid(L) for L in factors]))  # the one transfer
+    for flag, L, name in zip(ok, factors, names, strict=True):
+        if not flag:
+            raise _not_pd(name, tuple(L.shape), "non-positive or NaN pivot")
 
 
 def cho_apply(L: Any, B: Any) -> Any:

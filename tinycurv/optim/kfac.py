@@ -49,7 +49,7 @@ from tinycurv.curvature.kfac import (
     homogeneous,
     layer_statistics,
 )
-from tinycurv.curvature.linalg import cho_apply, cho_factor
+from tinycurv.curvature.linalg import check_factors, cho_apply, cho_factor
 from tinycurv.nn.layers import Linear
 from tinycurv.optim.base import Optimizer
 
@@ -266,7 +266,8 @@ class KFAC(Optimizer):
     def _factorise(self, A_list: list[Any], G_list: list[Any]) -> dict[str, list[Any]]:
         """Cholesky factors (or eigen-inverses) of every damped factor; raises LinAlgError."""
         keys = ("A_chol", "G_chol") if self.solver == "cholesky" else ("A_inv", "G_inv")
-        out = {keys[0]: [], keys[1]: []}
+        out: dict[str, list[Any]] = {keys[0]: [], keys[1]: []}
+        labels = []
         for i, (A, G) in enumerate(zip(A_list, G_list, strict=True)):
             gamma_A, gamma_G = self._dampings(A, G)
             for key, F, gamma, name in ((keys[0], A, gamma_A, "A"), (keys[1], G, gamma_G, "G")):
@@ -274,9 +275,15 @@ class KFAC(Optimizer):
                 K = F.copy()
                 K[diagonal, diagonal] += gamma  # F + γI
                 label = f"{name} + γI of layer {i}"
+                labels.append(label)
                 out[key].append(
-                    cho_factor(K, label) if self.solver == "cholesky" else _eig_inverse(K, label)
+                    cho_factor(K, label, check=False)  # checked below, all at once
+                    if self.solver == "cholesky"
+                    else _eig_inverse(K, label)
                 )
+        if self.solver == "cholesky":  # one device sync for all factors (CuPy)
+            pairs = [L for both in zip(out[keys[0]], out[keys[1]], strict=True) for L in both]
+            check_factors(pairs, labels)
         return out
 
     def _solve(self, side: str, i: int, B: Any) -> Any:
