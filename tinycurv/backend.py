@@ -17,6 +17,7 @@ differences needs it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from types import ModuleType
 from typing import Any
@@ -142,6 +143,15 @@ def is_host_array(x: Any) -> bool:
 def is_array(x: Any) -> bool:
     """Whether ``x`` is an array of NumPy or of the current backend."""
     return isinstance(x, (numpy.ndarray, _module.ndarray))
+
+
+def quiet_float_errors() -> Any:
+    """A context without NumPy's overflow/invalid/divide warnings (CuPy never warns on them).
+
+    For computations that run to the end on the device and are checked once afterwards (the
+    check, not a warning, decides what a non-finite value means).
+    """
+    return numpy.errstate(all="ignore") if _name == "numpy" else contextlib.nullcontext()
 
 
 def default_rng(seed: Any = None) -> Any:

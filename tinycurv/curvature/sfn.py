@@ -37,7 +37,7 @@ from collections.abc import Callable, Sequence
 from fractions import Fraction
 from typing import Any
 
-from tinycurv.backend import default_rng, xp
+from tinycurv.backend import asnumpy, default_rng, quiet_float_errors, xp
 
 Vector = list[Any]
 HVPFn = Callable[[Vector], Vector]
@@ -50,14 +50,19 @@ SCALE_TOO_SMALL = (
 # --------------------------------------------------------------------------------------------
 # vectors as lists of arrays
 # --------------------------------------------------------------------------------------------
-def _dot(a: Sequence[Any], b: Sequence[Any]) -> float:
-    """``aᵀb`` of two lists of arrays read as one long vector each."""
-    return float(sum(float(xp.sum(x * y)) for x, y in zip(a, b, strict=True)))
+def _dot(a: Sequence[Any], b: Sequence[Any]) -> Any:
+    """``aᵀb`` of two lists of arrays read as one long vector each (0-d backend array, no sync)."""
+    return sum(xp.sum(x * y) for x, y in zip(a, b, strict=True))
 
 
-def _norm(a: Sequence[Any]) -> float:
-    """Euclidean norm of a list of arrays read as one long vector."""
-    return math.sqrt(_dot(a, a))
+def _norm(a: Sequence[Any]) -> Any:
+    """Euclidean norm of a list of arrays read as one long vector (0-d backend array)."""
+    return xp.sqrt(_dot(a, a))
+
+
+def _reciprocal(x: Any) -> Any:
+    """``1/x`` for a 0-d backend array, and 1 where ``x`` is 0 (no division warning, no sync)."""
+    return 1 / xp.where(x == 0, xp.ones_like(x), x)
 
 
 def _axpy(alpha: float, x: Sequence[Any], y: Sequence[Any]) -> Vector:
@@ -71,8 +76,8 @@ def _scale(alpha: float, x: Sequence[Any]) -> Vector:
 
 
 def _samelson_inverse(v: Sequence[Any]) -> Vector:
-    """Samelson inverse of a vector: ``v⁻¹ = v / (vᵀv)`` (so that ``vᵀ v⁻¹ = 1``)."""
-    return _scale(1.0 / _dot(v, v), v)
+    """Samelson inverse of a vector: ``v⁻¹ = v / (vᵀv)`` (so that ``vᵀ v⁻¹ = 1``; 0 for v = 0)."""
+    return _scale(_reciprocal(_dot(v, v)), v)
 
 
 # --------------------------------------------------------------------------------------------
@@ -220,18 +225,21 @@ def wynn_epsilon(partial_sums: Sequence[Sequence[Any]], k: int) -> Vector:
     if k == 0:
         return last
     current = [[xp.asarray(a) for a in s] for s in partial_sums[-(2 * k + 1) :]]  # ε₀ (backend)
+    eps = max((float(xp.finfo(a.dtype).eps) for a in last), default=0.0)
     previous: list[Vector] | None = None  # ε₋₁ = 0
-    for _s in range(2 * k):
-        column = []
-        for m in range(len(current) - 1):
-            delta = _axpy(-1.0, current[m], current[m + 1])  # ε_s⁽ᵐ⁺¹⁾ − ε_s⁽ᵐ⁾
-            size = max(_norm(current[m]), _norm(current[m + 1]))
-            eps = max(float(xp.finfo(a.dtype).eps) for a in delta) if delta else 0.0
-            if not _norm(delta) > 8 * eps * size:  # stagnated (or not finite): nothing to do
-                return last
-            inverse = _samelson_inverse(delta)
-            column.append(inverse if previous is None else _axpy(1.0, previous[m + 1], inverse))
-        previous, current = current, column
+    moved = []  # per difference: not stagnated (a backend bool; all read at the end, one sync)
+    with quiet_float_errors():  # a stagnated table may overflow; it is then not used
+        for _s in range(2 * k):
+            column = []
+            for m in range(len(current) - 1):
+                delta = _axpy(-1.0, current[m], current[m + 1])  # ε_s⁽ᵐ⁺¹⁾ − ε_s⁽ᵐ⁾
+                size = xp.maximum(_norm(current[m]), _norm(current[m + 1]))
+                moved.append(_norm(delta) > 8 * eps * size)
+                inverse = _samelson_inverse(delta)
+                column.append(inverse if previous is None else _axpy(1.0, previous[m + 1], inverse))
+            previous, current = current, column
+    if not bool(asnumpy(xp.stack(moved)).all()):  # stagnated (or not finite) somewhere
+        return last
     return current[0]
 
 
@@ -311,21 +319,27 @@ def series_operator(
     growth_tol = max(1e-6, 100 * eps)
     S = _scale(c[0], v)  # S₀ = c₀ v₀
     kept = [S]  # the last 2k + 1 partial sums
-    norm_v = _norm(v)
-    for n in range(1, order):
-        H2v = hvp_fn(hvp_fn(v))  # two HVPs per term
-        v = _axpy(-1.0 / V, H2v, v)  # vₙ = vₙ₋₁ − H²vₙ₋₁/V = Y vₙ₋₁
-        norm_new = _norm(v)
-        if not norm_new <= (1 + growth_tol) * norm_v:  # also catches inf / nan
-            raise ValueError(
-                f"{SCALE_TOO_SMALL} (term {n}: ‖vₙ‖/‖vₙ₋₁‖ = {norm_new / norm_v:.6g} > 1 "
-                f"with V = {V:.6g})"
-            )
-        norm_v = norm_new
-        S = _axpy(c[n], v, S)  # Sₙ = Sₙ₋₁ + cₙ vₙ
-        kept = (kept + [S])[-(2 * k + 1) :]
+    norms = [_norm(v)]  # ‖vₙ‖ as backend scalars, read back once after the loop
+    with quiet_float_errors():  # a diverging series may overflow: _check_contraction says so
+        for n in range(1, order):
+            H2v = hvp_fn(hvp_fn(v))  # two HVPs per term
+            v = _axpy(-1.0 / V, H2v, v)  # vₙ = vₙ₋₁ − H²vₙ₋₁/V = Y vₙ₋₁
+            norms.append(_norm(v))
+            S = _axpy(c[n], v, S)  # Sₙ = Sₙ₋₁ + cₙ vₙ
+            kept = (kept + [S])[-(2 * k + 1) :]
+    _check_contraction(asnumpy(xp.stack(norms)).tolist(), growth_tol, V)
     limit = wynn_epsilon(kept, k) if k > 0 else S
     return _scale(1.0 / math.sqrt(V), limit)  # (|H| + λI)⁻¹ v ≈ V^(−1/2) Σ cₙ Yⁿ v
+
+
+def _check_contraction(norms: list[float], growth_tol: float, V: float) -> None:
+    """Raise if some ‖vₙ‖ grew: Y = I − H²/V is a contraction only for V ≥ λ_max²/2."""
+    for n in range(1, len(norms)):
+        if not norms[n] <= (1 + growth_tol) * norms[n - 1]:  # also catches inf / nan
+            ratio = f"{norms[n] / norms[n - 1]:.6g}" if norms[n - 1] else "inf"
+            raise ValueError(
+                f"{SCALE_TOO_SMALL} (term {n}: ‖vₙ‖/‖vₙ₋₁‖ = {ratio} > 1 with V = {V:.6g})"
+            )
 
 
 def saddle_free_direction(
@@ -410,15 +424,12 @@ def power_iteration_scale(
     if rng is None or isinstance(rng, int):
         rng = default_rng(rng)
     u = [rng.standard_normal(tuple(a.shape)).astype(a.dtype) for a in vectors_like]
-    u = _scale(1.0 / _norm(u), u)
-    estimate = 0.0
-    for _ in range(int(iters)):
+    u = _scale(_reciprocal(_norm(u)), u)
+    for _ in range(int(iters)):  # on the backend throughout: one sync, at the end
         w = hvp_fn(u)
-        norm_w = _norm(w)
-        estimate = norm_w * norm_w  # uᵀH²u with ‖u‖ = 1
-        if not norm_w > 0:
-            break
-        u = _scale(1.0 / norm_w, w)
+        norm_w = _norm(w)  # ‖H u‖, so uᵀH²u = ‖H u‖² with ‖u‖ = 1
+        u = _scale(_reciprocal(norm_w), w)  # H u = 0: u = 0 from here on, and the estimate 0
+    estimate = float(asnumpy(norm_w)) ** 2
     tiny = min(float(xp.finfo(a.dtype).tiny) for a in vectors_like)
     return max(float(safety) * estimate, tiny)
 
