@@ -20,7 +20,7 @@ import platform
 import sys
 from collections.abc import Sequence
 
-BENCHMARKS = ("engine", "isaac", "kfac", "grouped-newton", "sfn")
+BENCHMARKS = ("engine", "pytorch", "isaac", "kfac", "grouped-newton", "sfn")
 
 
 def _names(choices: Sequence[str], what: str):
