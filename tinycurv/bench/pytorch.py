@@ -116,6 +116,6 @@ def run(sizes: Sequence[int] = SIZES, markdown: bool = False, repeats: int = 9) 
     for n in sizes:
         g, h, tg, th = time_width(n, device, repeats)
         rows.append((n, 1e3 * tg, 1e3 * th, g / tg, h / th))
-    threads = f", {torch.get_num_threads()} threads" if device == "cpu" else ""
+    threads = f", torch.get_num_threads() = {torch.get_num_threads()}" if device == "cpu" else ""
     note = f"PyTorch {torch.__version__} on {device}{threads}."
     return table(HEADERS, rows, markdown) + f"\n\n{note} Goals: {GOALS}."
