@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from tinycurv import cli, verify
-from tinycurv.compare import DEFAULTS, CompareError, available_optimizers, compare
+from tinycurv.compare import DEFAULTS, TASKS, CompareError, available_optimizers, compare
 from tinycurv.data import MNIST_FILES
 from tinycurv.plotting import plot_losses, read_steps_csv, running_mean
 
@@ -209,6 +209,21 @@ def test_mnist_tasks_with_data_from_the_environment(tmp_path, monkeypatch):
     )
     assert ae.runs[0].status == "ok" and ae.metric == "test loss"
     assert ae.runs[0].test_metric > 0
+
+
+def test_task_hyperparameters_override_defaults_and_callers_override_both(tmp_path, monkeypatch):
+    _write_fake_mnist(tmp_path / "mnist")
+    monkeypatch.setenv("TINYCURV_DATA", str(tmp_path / "mnist"))
+    tuned = TASKS["mnist-autoencoder"].hyperparameters
+    assert set(tuned) <= set(DEFAULTS) and tuned["kfac"]["lr"] != DEFAULTS["kfac"][1]["lr"]
+    run = compare("mnist-autoencoder", ["kfac"], steps=1, batch_size=8, progress=False).runs[0]
+    assert run.hyperparameters == {**DEFAULTS["kfac"][1], **tuned["kfac"]}
+    mine = {"kfac": {"lr": 1e-4}}
+    run = compare(
+        "mnist-autoencoder", ["kfac"], steps=1, batch_size=8, progress=False, hyperparameters=mine
+    ).runs[0]
+    assert run.hyperparameters == {**DEFAULTS["kfac"][1], **tuned["kfac"], "lr": 1e-4}
+    assert TASKS["digits-mlp"].hyperparameters == {}
 
 
 def test_every_default_resolves_or_is_reported_unavailable():
