@@ -107,11 +107,14 @@ def cho_factor(K: Any, name: str = "K", check: bool = True) -> Any:
 
 
 def _valid(L: Any) -> Any:
-    """A backend boolean (no sync): ``L`` has a positive diagonal and only finite entries.
+    """A backend boolean (no sync): ``L`` has a finite, positive diagonal.
 
-    A failed potrf leaves its non-positive (or NaN) pivot on the diagonal, as LAPACK specifies.
+    A failed potrf leaves its non-positive (or NaN) pivot on the diagonal, as LAPACK specifies,
+    and a NaN or inf below the diagonal reaches the diagonal of its row (``L_ii`` subtracts the
+    squares of row i), so checking the p diagonal entries suffices.
     """
-    return xp.all(xp.diagonal(L) > 0) & xp.all(xp.isfinite(L))
+    d = xp.diagonal(L)
+    return xp.all((d > 0) & xp.isfinite(d))
 
 
 def check_factors(factors: Sequence[Any], names: Sequence[str]) -> None:
