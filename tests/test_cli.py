@@ -322,6 +322,31 @@ def test_bench_dispatches_sizes_and_markdown(monkeypatch, capsys):
     assert "| fake | table |" in out and "numpy on" in out
 
 
+def test_bench_retain_memory_calls_the_backend_helper(monkeypatch, capsys):
+    from tinycurv import backend
+
+    calls = []
+    monkeypatch.setattr(backend, "retain_freed_memory", lambda: calls.append(1) or False)
+    fake = types.ModuleType("tinycurv.bench.sfn")
+    fake.run = lambda **kw: "| fake | table |"
+    monkeypatch.setitem(sys.modules, "tinycurv.bench.sfn", fake)
+    assert cli.main(["bench", "sfn", "--retain-memory"]) == 0
+    assert calls == [1] and "NOT kept" in capsys.readouterr().out
+
+
+def test_retain_freed_memory_reports_what_glibc_said():
+    """On glibc both settings are accepted; elsewhere the helper says False, never raises.
+    (In a subprocess: the setting is process-wide.)"""
+    import ctypes.util
+
+    code = "from tinycurv.backend import retain_freed_memory as r; print(r(), r(1 << 20, 1 << 20))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    first, second = out.stdout.split()
+    assert first == second and first in ("True", "False")
+    if sys.platform.startswith("linux") and "libc.so" in (ctypes.util.find_library("c") or ""):
+        assert first == "True"
+
+
 def test_bench_bad_sizes_and_names_exit_2(capsys):
     for argv in (["bench", "engine", "--sizes", "a,b"], ["bench", "warp-drive"]):
         with pytest.raises(SystemExit) as exit_info:

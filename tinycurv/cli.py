@@ -85,6 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sizes", type=_sizes, default=None, help="layer widths, e.g. 100,400,1600")
     p.add_argument("--markdown", action="store_true")
     p.add_argument("--backend", default="numpy", choices=["numpy", "cupy"])
+    p.add_argument(
+        "--retain-memory",
+        action="store_true",
+        help="keep freed host memory for reuse (glibc; see tinycurv.backend.retain_freed_memory)",
+    )
     return parser
 
 
@@ -184,6 +189,11 @@ def _bench(args: argparse.Namespace) -> int:
             set_backend("cupy")  # fail early, before the CPU numbers, if there is no GPU
         except BackendError as err:
             return _fail("bench", str(err))
+    if args.retain_memory:
+        from tinycurv.backend import retain_freed_memory
+
+        kept = retain_freed_memory()
+        print(f"host memory: freed blocks {'kept for reuse' if kept else 'NOT kept (no glibc)'}")
     which = list(BENCHMARKS) if args.which == "all" else [args.which]
     kwargs = {"markdown": args.markdown} | ({"sizes": args.sizes} if args.sizes else {})
     missing = []
