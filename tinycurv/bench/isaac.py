@@ -13,8 +13,9 @@ cross-entropy) it measures, in one run,
   (``factor_every = inv_every = 1``);
 * ``mem …/SGD``: the peak of memory allocated *during* one step, relative to SGD's; goal for ζ*:
   within 5%. On NumPy, host memory (``tracemalloc``, which sees NumPy's allocations; BLAS/LAPACK
-  workspaces are not traced); on CuPy, device memory (every allocation from CuPy's memory pool,
-  cuBLAS/cuSOLVER workspaces included). ``SGD peak MB`` is SGD's own peak (MiB).
+  workspaces are not traced); on CuPy, device memory (every allocation through CuPy's allocator,
+  the cuSOLVER workspaces CuPy allocates included; cuBLAS's own workspace is not).
+  ``SGD peak MB`` is SGD's own peak (MiB).
 
 The steps of the four optimisers are timed in interleaved rounds (each round times every
 optimiser on its own copy of the model), and each ratio is the median over the rounds, so slow
@@ -85,13 +86,9 @@ def _peak_device_bytes(step: Callable[[], Any]) -> int:
         peak[0] = max(peak[0], pool.used_bytes() - base)
         return memory
 
-    before = cupy.cuda.get_allocator()
-    cupy.cuda.set_allocator(malloc)
-    try:
+    with cupy.cuda.using_allocator(malloc):
         step()
         synchronize()
-    finally:
-        cupy.cuda.set_allocator(before)
     return peak[0]
 
 

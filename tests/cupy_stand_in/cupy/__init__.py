@@ -19,6 +19,7 @@ there as it would on a GPU. What it models:
   recorded in ``SYNCS`` with the tinycurv line that caused it (``tests/test_backend_syncs.py``).
 """
 
+import contextlib as _contextlib
 import weakref as _weakref
 
 import numpy as _np
@@ -431,6 +432,15 @@ class _Cuda:
     @staticmethod
     def get_allocator():
         return _allocator[0]
+
+    @staticmethod
+    @_contextlib.contextmanager
+    def using_allocator(fn=None):
+        before, _allocator[0] = _allocator[0], fn
+        try:
+            yield
+        finally:
+            _allocator[0] = before
 
 
 cuda = _Cuda()
