@@ -202,7 +202,9 @@ class SavableGenerator:
     on the GPU and cannot export it, so there every draw is logged instead (method, shape and
     arguments, run-length encoded: one entry per run of identical calls) and ``set_state`` re-seeds
     and replays the log. Either way a resumed run draws exactly the numbers an uninterrupted run
-    would have drawn. On CuPy, draws must take plain arguments (shapes, numbers, dtypes).
+    would have drawn. On CuPy, draws must take plain arguments (shapes, numbers, dtypes), and
+    ``set_state`` repeats every draw since the seed (the log stays small, one entry per run of
+    identical calls, but the replay's time grows with the number of steps trained).
 
     Parameters
     ----------
