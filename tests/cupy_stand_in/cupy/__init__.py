@@ -47,7 +47,7 @@ def _sync(kind):
     SYNCS.append((kind, where))
 
 
-_live: dict = {}  # id(numpy array) -> wrapper, so that .base has a stable identity
+_live = _weakref.WeakValueDictionary()  # id(numpy array) -> live wrapper (.base identity)
 
 
 class _Flags:
