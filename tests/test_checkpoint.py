@@ -170,3 +170,29 @@ def test_load_errors(tmp_path):
         bad = SGD(model, nn.CrossEntropyLoss())
         bad.state["thing"] = object()
         tc.save(tmp_path / "bad.npz", model, bad)
+
+
+def test_any_optimiser_with_rng_carries_it_in_its_state_dict():
+    """``Optimizer.state_dict`` holds ``self.rng``'s state (no checkpoint file needed)."""
+    data = _batches(6)
+    straight = NoisySGD(_model(0), CE, seed=5)
+    want = _train(straight, data)
+    first = NoisySGD(_model(0), CE, seed=5)
+    got = _train(first, data[:3])
+    state = first.state_dict()
+    assert state["rng"]["kind"] == "state"
+    resumed = NoisySGD(_model(0), CE, seed=9)
+    resumed.model.load_state_dict(first.model.state_dict())
+    resumed.load_state_dict(state)
+    assert got + _train(resumed, data[3:]) == want
+
+
+def test_a_generator_without_readable_state_is_left_out_with_a_warning():
+    class Opaque:  # like CuPy's generator: its state cannot be exported
+        bit_generator = type("Bits", (), {"state": lambda self: 0})()
+
+    opt = NoisySGD(_model(0), CE)
+    opt.rng = Opaque()
+    with pytest.warns(RuntimeWarning, match="no readable state"):
+        state = opt.state_dict()
+    assert "rng" not in state

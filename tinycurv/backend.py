@@ -288,16 +288,26 @@ def generator_state(rng: Any) -> dict[str, Any] | None:
     return {"kind": "state", "state": state} if isinstance(state, dict) else None
 
 
-def set_generator_state(rng: Any, state: dict[str, Any]) -> None:
-    """Restore ``state`` (from ``generator_state``) into ``rng`` in place."""
+def restore_generator(rng: Any, state: dict[str, Any]) -> Any:
+    """``rng`` continued from ``state`` (from ``generator_state``), restored in place.
+
+    A NumPy state of another bit generator (say MT19937 into a PCG64 generator) gives a new NumPy
+    generator of the saved kind instead; the caller keeps the returned generator.
+    """
     if "bit_generator" in state:  # a bare NumPy bit-generator state
         state = {"kind": "state", "state": state}
     if isinstance(rng, SavableGenerator):
         rng.set_state(state)
-    elif state.get("kind") == "state" and hasattr(rng, "bit_generator"):
-        rng.bit_generator.state = state["state"]
-    else:
+        return rng
+    if state.get("kind") != "state":
         raise ValueError(f"cannot restore a {state.get('kind')!r} state into {type(rng).__name__}")
+    kind = state["state"]["bit_generator"]
+    if type(getattr(rng, "bit_generator", None)).__name__ != kind:
+        if rng is not None and not isinstance(rng, numpy.random.Generator):
+            raise ValueError(f"the saved {kind} state does not fit {type(rng).__name__}")
+        rng = numpy.random.Generator(getattr(numpy.random, kind)())
+    rng.bit_generator.state = state["state"]
+    return rng
 
 
 class _ArrayModule:

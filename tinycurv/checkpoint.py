@@ -16,22 +16,20 @@ its Python type. Loading rebuilds the same nested object, so that ::
     save(path, model, opt); ...; load(path, fresh_model, fresh_opt)
 
 continues training on exactly (bit for bit) the trajectory that ``model`` and ``opt`` were on.
-If the optimiser keeps a generator in ``opt.rng`` whose state its ``state_dict()`` does not already
-hold (a NumPy generator, or a ``tinycurv.backend.SavableGenerator``), that state is saved and
-restored too.
+The optimiser's random generator (``opt.rng``, if it has one) travels in its ``state_dict()``
+(see ``tinycurv.optim.base.Optimizer.state_dict``).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tinycurv.backend import asnumpy, generator_state, is_array, set_generator_state
+from tinycurv.backend import asnumpy, is_array, restore_generator
 
 FORMAT = "tinycurv-checkpoint-1"
 META = "__meta__"
@@ -48,7 +46,7 @@ def save(path: str | os.PathLike, model: Any, optimizer: Any = None) -> Path:
     model : Module
         Its ``state_dict()`` is saved under ``model/<name>``.
     optimizer : Optimizer, optional
-        Its ``state_dict()`` (and the state of ``optimizer.rng``, if present) is saved.
+        Its ``state_dict()`` (with the state of ``optimizer.rng``, if it has one) is saved.
 
     Returns
     -------
@@ -60,11 +58,7 @@ def save(path: str | os.PathLike, model: Any, optimizer: Any = None) -> Path:
     meta: dict[str, Any] = {"format": FORMAT}
     if optimizer is not None:
         meta["optimizer_class"] = type(optimizer).__name__
-        state = optimizer.state_dict()
-        meta["optimizer"] = _encode(state, "optimizer", arrays)
-        rng_state = None if "rng" in state else _rng_state(optimizer)
-        if rng_state is not None:
-            meta["rng"] = _encode(rng_state, "rng", arrays)
+        meta["optimizer"] = _encode(optimizer.state_dict(), "optimizer", arrays)
     arrays[META] = np.array(json.dumps(meta))
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
@@ -122,8 +116,8 @@ def _load_optimizer(meta: dict[str, Any], arrays: dict, optimizer: Any, path: An
     if saved != mine:
         raise ValueError(f"load: {path} holds the state of a {saved}, not of a {mine}")
     optimizer.load_state_dict(_decode(meta["optimizer"], arrays))
-    if "rng" in meta:
-        _set_rng_state(optimizer, _decode(meta["rng"], arrays))
+    if "rng" in meta:  # files written before the generator moved into state_dict()
+        optimizer.rng = restore_generator(optimizer.rng, _decode(meta["rng"], arrays))
 
 
 # -- the JSON encoding of nested state -------------------------------------------------------------
@@ -164,34 +158,3 @@ def _decode(data: Any, arrays: dict[str, np.ndarray]) -> Any:
     if "__tuple__" in data:
         return tuple(_decode(v, arrays) for v in data["__tuple__"])
     return {_decode(k, arrays): _decode(v, arrays) for k, v in data["__dict__"]}
-
-
-# -- random generators ---------------------------------------------------------------------------
-
-
-def _rng_state(optimizer: Any) -> dict[str, Any] | None:
-    """The state of ``optimizer.rng``, or None (no generator, or one with unreadable state)."""
-    rng = getattr(optimizer, "rng", None)
-    if rng is None:
-        return None
-    state = generator_state(rng)
-    if state is None:
-        warnings.warn(
-            f"checkpoint: {type(optimizer).__name__}.rng ({type(rng).__name__}) has no readable "
-            "state; it is not saved, so a resumed run will draw different random numbers "
-            "(use tinycurv.backend.SavableGenerator)",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-    return state
-
-
-def _set_rng_state(optimizer: Any, state: dict[str, Any]) -> None:
-    """Put ``state`` into ``optimizer.rng`` (a new NumPy generator if the bit generator differs)."""
-    rng = getattr(optimizer, "rng", None)
-    bits = state.get("state", state).get("bit_generator")  # None for a CuPy seed state
-    if bits is not None and type(getattr(rng, "bit_generator", None)).__name__ != bits:
-        if rng is not None and not isinstance(rng, np.random.Generator):
-            raise ValueError(f"load: the saved {bits} state does not fit {type(rng).__name__}")
-        optimizer.rng = np.random.Generator(getattr(np.random, bits)())
-    set_generator_state(optimizer.rng, state)

@@ -21,7 +21,7 @@ import importlib.util
 from collections.abc import Sequence
 from typing import Any
 
-from tinycurv.backend import asnumpy, backend_name
+from tinycurv.backend import asnumpy, backend_name, xp
 from tinycurv.bench.common import SIZES, median_time, table
 from tinycurv.bench.engine import DEPTH, build
 from tinycurv.functional import grad, hvp
@@ -83,7 +83,7 @@ def time_width(n: int, device: str, repeats: int = 9) -> tuple[float, float, flo
     worst = max(float(abs(a - b).max() / max(abs(b).max(), 1e-30)) for a, b in pairs)
     assert worst < 1e-4, f"PyTorch and engine gradients differ at n = {n}: {worst:.2e}"
 
-    vectors = [p.data * 0 + 1e-2 for p in prob.params]
+    vectors = [xp.full_like(p.data, 1e-2) for p in prob.params]
     tangents = tuple(torch.full_like(p, 1e-2) for p in params)
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
 

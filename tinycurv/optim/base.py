@@ -19,7 +19,7 @@ import warnings
 from typing import Any
 
 from tinycurv import dual as D
-from tinycurv.backend import asarray, asnumpy, is_array
+from tinycurv.backend import asarray, asnumpy, generator_state, is_array, restore_generator
 from tinycurv.functional import value_and_grad
 from tinycurv.tensor import Tensor
 
@@ -60,18 +60,39 @@ class Optimizer:
         raise NotImplementedError
 
     def state_dict(self) -> dict[str, Any]:
-        """Hyperparameters, step count and buffers, with arrays copied to the host (NumPy)."""
-        return {
+        """Hyperparameters, step count and buffers, with arrays copied to the host (NumPy).
+
+        An optimiser that draws random numbers from ``self.rng`` also gets the generator's state
+        under ``"rng"`` (``tinycurv.backend.generator_state``), so a resumed run draws the same
+        numbers; a generator whose state cannot be read is left out, with a warning.
+        """
+        out = {
             "t": self.t,
             "hyperparameters": dict(self.hyperparameters),
             "state": _to_host(self.state),
         }
+        rng = getattr(self, "rng", None)
+        if rng is not None:
+            rng_state = generator_state(rng)
+            if rng_state is None:
+                warnings.warn(
+                    f"{type(self).__name__}.rng ({type(rng).__name__}) has no readable state; "
+                    "it is not saved, so a resumed run will draw different random numbers "
+                    "(use tinycurv.backend.SavableGenerator)",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+            else:
+                out["rng"] = rng_state
+        return out
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what ``state_dict`` returned (buffers go back to the current backend)."""
         self.t = int(state["t"])
         self.hyperparameters.update(state.get("hyperparameters", {}))
         self.state = _to_backend(state["state"])
+        if state.get("rng") is not None:
+            self.rng = restore_generator(getattr(self, "rng", None), state["rng"])
 
     # -- helpers for subclasses ------------------------------------------------------------------
 

@@ -39,7 +39,7 @@ Curvature batch (``curvature_batch``)
 * ``None``: the summary is computed on the current training batch (simplest; no extra data);
 * ``(X_c, y_c)``: a fixed batch, used at every update;
 * an int m: m samples drawn without replacement from ``curvature_data=(X, y)`` at every update
-  by ``self.rng`` (a NumPy generator seeded by ``seed``; saved by ``tinycurv.checkpoint``).
+  by ``self.rng`` (a NumPy generator seeded by ``seed``; saved in ``state_dict()``).
 
 The reference draws the curvature batch from a separate, non-shuffled loader cycling over the
 training set (1000 samples against training batches of 100 in ``run_mlp_mnist.sh``).

@@ -81,7 +81,7 @@ import numbers
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from tinycurv.backend import SavableGenerator, generator_state, set_generator_state, xp
+from tinycurv.backend import SavableGenerator, xp
 from tinycurv.curvature.kfac import MODES, curvature_layers, layer_statistics
 from tinycurv.optim.adam import adam_steps
 from tinycurv.optim.base import Optimizer
@@ -208,21 +208,9 @@ class ISAAC(Optimizer):
             if id(all_layers[i].weight) in position
         ]
 
-    # -- checkpoints: the generator travels with the buffers -------------------------------------
-
-    def state_dict(self) -> dict[str, Any]:
-        """As ``Optimizer.state_dict``, plus the generator's state under ``"rng"`` (if readable)."""
-        out = super().state_dict()
-        state = generator_state(self.rng)  # None for a user's generator with unreadable state
-        if state is not None:
-            out["rng"] = state
-        return out
-
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore buffers, step count, hyperparameters and the generator's state."""
+        """As ``Optimizer.load_state_dict``; then the conditioned layers are found again."""
         super().load_state_dict(state)
-        if state.get("rng") is not None:
-            set_generator_state(self.rng, state["rng"])
         self._plan()
 
     # -- one step --------------------------------------------------------------------------------

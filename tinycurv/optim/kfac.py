@@ -41,7 +41,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from tinycurv.backend import SavableGenerator, generator_state, set_generator_state, xp
+from tinycurv.backend import SavableGenerator, xp
 from tinycurv.curvature.kfac import (
     MODES,
     curvature_layers,
@@ -171,22 +171,6 @@ class KFAC(Optimizer):
             on_failure=on_failure,
         )
         self.rng = rng if rng is not None else SavableGenerator(seed)
-
-    # -- checkpoints: the generator travels with the buffers --------------------------------------
-
-    def state_dict(self) -> dict[str, Any]:
-        """As ``Optimizer.state_dict``, plus the generator's state under ``"rng"`` (if readable)."""
-        out = super().state_dict()
-        state = generator_state(self.rng)  # None for a user's generator with unreadable state
-        if state is not None:
-            out["rng"] = state
-        return out
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore buffers, step count, hyperparameters and the generator's state."""
-        super().load_state_dict(state)
-        if state.get("rng") is not None:
-            set_generator_state(self.rng, state["rng"])
 
     # -- one step ---------------------------------------------------------------------------------
 
