@@ -92,8 +92,13 @@ def test_host_side_modules_exist_and_say_so(entry):
 # (module, function, call) -> why this host transfer is there. "host number": the argument is
 # already a Python number (or a host value), so nothing waits for the GPU.
 HOST_TRANSFERS = {
-    ("base", "Optimizer.step", "float(D.primal(loss.data if isinstance(loss, Tensor) else loss))"):
-        "the one documented transfer per step: the loss that step() returns",
+    ("base", "Optimizer._read_loss", "values.tolist()"):
+        "the one documented transfer per step: the loss that step() returns, read together with "
+        "the sums that say whether the new parameters and buffers are finite (atomic steps)",
+    ("base", "_float", "float(D.primal(loss.data if isinstance(loss, Tensor) else loss))"):
+        "a skipped step only (SkipStep): the loss it returns",
+    ("kfac", "KFAC._update", "bool(xp.isfinite(xp.stack([xp.sum(f) for f in F])).all())"):
+        "only after a failed factorisation: NaN/inf (NonFiniteError) or not PD (on_failure)",
     ("kfac", "KFAC._dampings", "float(xp.trace(A))"):
         "pi_correction only, at refactorisation (every inv_every steps), next to cho_factor's",
     ("kfac", "KFAC._dampings", "float(xp.trace(G))"):
@@ -117,6 +122,9 @@ HOST_TRANSFERS = {
     ("grouped_newton", "GroupedNewton._update_rates", "asnumpy(D)"):
         "the S-sized summary, once per update_every steps, for the host-side cubic solve",
     ("grouped_newton", "GroupedNewton._update_rates", "float(e)"): "host number (NumPy, host)",
+    ("grouped_newton", "GroupedNewton._update_rates", "g_bar.tolist()"): "host value (NumPy, host)",
+    ("grouped_newton", "GroupedNewton._update_rates", "H_bar.tolist()"): "host value (NumPy, host)",
+    ("grouped_newton", "GroupedNewton._update_rates", "D.tolist()"): "host value (NumPy, host)",
     ("grouped_newton", "GroupedNewton._curvature_batch", "int(source)"): "host number",
     ("isaac", "ISAAC._update", "bool(self._conditioned)"): "host value (a list)",
     ("isaac", "_has_bias", "bool(bias.requires_grad)"): "host value (a flag)",
@@ -135,7 +143,8 @@ ENTRY_POINTS = ("step", "_update")
 
 
 def _is_transfer(call: ast.Call) -> bool:
-    """``float/int/bool(x)`` (x not a literal), ``asnumpy(…)``, ``….item()``, ``….get()``."""
+    """``float/int/bool(x)`` (x not a literal), ``asnumpy(…)``, ``….item()``, ``….get()``,
+    ``….tolist()``."""
     f = call.func
     if isinstance(f, ast.Name):
         literal = bool(call.args) and isinstance(call.args[0], ast.Constant)
@@ -143,7 +152,7 @@ def _is_transfer(call: ast.Call) -> bool:
             f.id in ("float", "int", "bool") and bool(call.args) and not literal
         )
     if isinstance(f, ast.Attribute):
-        return f.attr == "asnumpy" or (f.attr in ("item", "get") and not call.args)
+        return f.attr == "asnumpy" or (f.attr in ("item", "get", "tolist") and not call.args)
     return False
 
 
@@ -216,5 +225,5 @@ def test_optimiser_steps_transfer_to_the_host_only_where_documented():
 def test_the_transfer_scan_finds_the_documented_ones():
     """The scan itself works: the loss of ``Optimizer.step`` and SFN's batched transfer."""
     found = _optimiser_transfers()
-    assert ("base", "Optimizer.step", next(iter(HOST_TRANSFERS))[2]) in found
+    assert ("base", "Optimizer._read_loss", next(iter(HOST_TRANSFERS))[2]) in found
     assert ("sfn", "_host", "asnumpy(flat)") in found  # reached through SeriesSFN._update

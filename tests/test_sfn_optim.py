@@ -36,7 +36,7 @@ from tinycurv.curvature.sfn import (
     series_operator,
 )
 from tinycurv.data import load_digits
-from tinycurv.optim import SeriesSFN
+from tinycurv.optim import NonFiniteError, SeriesSFN
 from tinycurv.tensor import Tensor
 
 try:
@@ -464,14 +464,17 @@ def test_too_small_fixed_scale_raises():
         opt.step(DUMMY, DUMMY)
 
 
-def test_non_finite_gradient_skips_the_step():
-    """``√(θ²)`` at θ = 0: the loss is 0 but its gradient is NaN."""
+def test_non_finite_gradient_raises_or_skips_the_step():
+    """``√(θ²)`` at θ = 0: the loss is 0 but its gradient is NaN (Optimizer's one policy)."""
     model = Point(np.zeros(2))
     opt = SeriesSFN(model, lambda t, _: ((t * t).sum()) ** 0.5)
+    with pytest.raises(NonFiniteError, match="gradient"):
+        opt.step(DUMMY, DUMMY)
+    opt = SeriesSFN(model, lambda t, _: ((t * t).sum()) ** 0.5, on_nonfinite="skip")
     with pytest.warns(RuntimeWarning, match="skipped"):
-        assert opt.step(DUMMY, DUMMY) == 0.0
+        assert math.isnan(opt.step(DUMMY, DUMMY))
     np.testing.assert_array_equal(params_of(model), np.zeros(2))
-    assert "delta" not in opt.state
+    assert "delta" not in opt.state and opt.t == 0
 
 
 @pytest.mark.parametrize(

@@ -39,6 +39,8 @@ class Adam(Optimizer):
         Added to the denominator, ≥ 0.
     weight_decay : float
         L2 penalty coefficient (added to the gradient), ≥ 0.
+    on_nonfinite : {"raise", "skip"}
+        What a step with a non-finite loss, gradient or update does (``Optimizer``).
 
     Notes
     -----
@@ -53,13 +55,16 @@ class Adam(Optimizer):
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
         weight_decay: float = 0.0,
+        on_nonfinite: str = "raise",
     ) -> None:
-        _check_nonnegative(lr=lr, eps=eps, weight_decay=weight_decay)
+        _check_nonnegative("Adam", lr=lr, eps=eps, weight_decay=weight_decay)
         betas = tuple(float(b) for b in betas)
         if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
             raise ValueError(f"Adam: betas must be two numbers in [0, 1), got {betas}")
         hyperparameters = dict(lr=float(lr), betas=betas, eps=float(eps))
-        super().__init__(model, loss_fn, **hyperparameters, weight_decay=float(weight_decay))
+        super().__init__(
+            model, loss_fn, on_nonfinite, **hyperparameters, weight_decay=float(weight_decay)
+        )
 
     def _update(self, x: Any, y: Any) -> Any:
         loss, grads = self.loss_and_grad(x, y)

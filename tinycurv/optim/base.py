@@ -10,31 +10,78 @@
 Subclasses implement ``_update(x, y) -> loss`` (a 0-d backend array or Tensor) and keep their
 buffers in ``self.state`` (a dict of backend arrays, lists of arrays, or numbers), which
 ``state_dict`` copies to the host.
+
+**A step is atomic.** If the loss, the gradient, the update or a new buffer is not finite, or
+``_update`` raises, the parameters, ``state_dict()`` and the random generator are left exactly as
+they were before the step; then ``on_nonfinite="raise"`` (the default) raises
+``NonFiniteError`` and ``on_nonfinite="skip"`` warns (``RuntimeWarning``) and returns the loss
+(NaN where the step stopped before the loss was read).
+A step runs with the tape enabled, also inside ``tinycurv.no_grad()``.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from typing import Any
 
 from tinycurv import dual as D
-from tinycurv.backend import asarray, asnumpy, generator_state, is_array, restore_generator
+from tinycurv.backend import (
+    SavableGenerator,
+    asarray,
+    asnumpy,
+    generator_state,
+    is_array,
+    restore_generator,
+    xp,
+)
 from tinycurv.functional import value_and_grad
-from tinycurv.tensor import Tensor
+from tinycurv.tensor import Tensor, set_grad_enabled
+
+ON_NONFINITE = ("raise", "skip")
+#: Buffers of ``state`` that hold one array per parameter, shaped like it.
+PER_PARAMETER = ("momentum_buffer", "m", "v", "u", "delta")
 
 
 class NonFiniteError(FloatingPointError):
     """A loss, gradient or step contained NaN or inf."""
 
 
-class Optimizer:
-    """Base class: holds the model, the loss, the step count ``t`` and the buffers ``state``."""
+class SkipStep(Exception):
+    """Raised inside ``_update`` to skip this step atomically (a warning, not an error).
 
-    def __init__(self, model: Any, loss_fn: Any, **hyperparameters: Any) -> None:
+    ``loss`` (optional) is the batch loss that ``step`` then returns; ``keep`` (optional) holds
+    entries of ``state`` that the skipped step learned and the next one starts from (an enlarged
+    scale, say); everything else is restored.
+    """
+
+    def __init__(self, reason: str, loss: Any = None, keep: dict[str, Any] | None = None) -> None:
+        super().__init__(reason)
+        self.loss, self.keep = loss, dict(keep or {})
+
+
+class Optimizer:
+    """Base class: holds the model, the loss, the step count ``t`` and the buffers ``state``.
+
+    Parameters
+    ----------
+    model : Module
+    loss_fn : callable
+    on_nonfinite : {"raise", "skip"}
+        What a step whose loss, gradient or update is not finite does (module docstring).
+    **hyperparameters
+        Stored in ``self.hyperparameters`` and readable as attributes (``opt.lr``).
+    """
+
+    def __init__(
+        self, model: Any, loss_fn: Any, on_nonfinite: str = "raise", **hyperparameters: Any
+    ) -> None:
+        check_choice(type(self).__name__, "on_nonfinite", on_nonfinite, ON_NONFINITE)
         self.model = model
         self.loss_fn = loss_fn
         self.params: list[Tensor] = model.parameters()
+        self.on_nonfinite = on_nonfinite
         self.hyperparameters = dict(hyperparameters)
         self.t = 0
         self.state: dict[str, Any] = {}
@@ -48,12 +95,32 @@ class Optimizer:
     # -- the interface ---------------------------------------------------------------------------
 
     def step(self, x: Any, y: Any) -> float:
-        """One update on the batch ``(x, y)``; returns the batch loss before the update."""
-        loss = self._update(x, y)
+        """One update on the batch ``(x, y)``; returns the batch loss before the update.
+
+        Atomic: see the module docstring. Raises ``NonFiniteError`` (``on_nonfinite="raise"``)
+        when the loss, gradient or update is not finite; the training state is then unchanged.
+        """
+        saved = self._snapshot()
+        try:
+            with set_grad_enabled(True):  # an optimiser's sweeps need the tape, even in no_grad
+                loss = self._update(x, y)
+            value, finite = self._read_loss(loss, saved)
+        except SkipStep as skip:
+            self._restore(saved)
+            self.state.update(skip.keep)
+            self.warn_skip(str(skip))
+            return math.nan if skip.loss is None else _float(skip.loss)
+        except NonFiniteError as err:
+            self._restore(saved)
+            return self._nonfinite(str(err), math.nan)
+        except BaseException:
+            self._restore(saved)
+            raise
+        if not finite:
+            self._restore(saved)
+            what = "loss" if not math.isfinite(value) else "update"
+            return self._nonfinite(f"the {what} is not finite (loss {value})", value)
         self.t += 1
-        value = float(D.primal(loss.data if isinstance(loss, Tensor) else loss))
-        if not math.isfinite(value):
-            raise NonFiniteError(f"{type(self).__name__}: the loss is {value} at step {self.t}")
         return value
 
     def _update(self, x: Any, y: Any) -> Any:
@@ -62,12 +129,14 @@ class Optimizer:
     def state_dict(self) -> dict[str, Any]:
         """Hyperparameters, step count and buffers, with arrays copied to the host (NumPy).
 
-        An optimiser that draws random numbers from ``self.rng`` also gets the generator's state
-        under ``"rng"`` (``tinycurv.backend.generator_state``), so a resumed run draws the same
-        numbers; a generator whose state cannot be read is left out, with a warning.
+        Also the optimiser's class and the parameters' shapes (checked by ``load_state_dict``),
+        and, for an optimiser that draws random numbers from ``self.rng``, the generator's state
+        under ``"rng"``; a generator whose state cannot be read is left out, with a warning.
         """
         out = {
             "t": self.t,
+            "class": type(self).__name__,
+            "param_shapes": [list(p.shape) for p in self.params],
             "hyperparameters": dict(self.hyperparameters),
             "state": _to_host(self.state),
         }
@@ -87,12 +156,39 @@ class Optimizer:
         return out
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what ``state_dict`` returned (buffers go back to the current backend)."""
+        """Restore what ``state_dict`` returned, atomically: validated first, then written.
+
+        Buffers go back to the current backend in the parameters' dtype (a float32 model keeps
+        float32 buffers). Raises ``ValueError`` for another optimiser's or architecture's state;
+        then nothing changes.
+        """
+        name = type(self).__name__
+        if not isinstance(state, dict) or "t" not in state or "state" not in state:
+            raise ValueError(f"{name}.load_state_dict: not an optimiser state_dict")
+        if state.get("class", name) != name:
+            raise ValueError(f"{name}.load_state_dict: the state of a {state['class']}")
+        mine = [list(p.shape) for p in self.params]
+        if [list(s) for s in state.get("param_shapes", mine)] != mine:
+            raise ValueError(
+                f"{name}.load_state_dict: saved for parameters of shapes "
+                f"{state['param_shapes']}, this model has {mine}"
+            )
+        dtype = self.params[0].dtype if self.params else None
+        buffers = _to_backend(state["state"], dtype)
+        for key in PER_PARAMETER:
+            value = buffers.get(key) if isinstance(buffers, dict) else None
+            if isinstance(value, list) and [list(D.shape(v)) for v in value] != mine:
+                raise ValueError(
+                    f"{name}.load_state_dict: buffer {key!r} does not fit this model's parameters"
+                )
+        rng = getattr(self, "rng", None)
+        if state.get("rng") is not None:
+            rng = restore_generator(_fresh_copy(rng), state["rng"])
         self.t = int(state["t"])
         self.hyperparameters.update(state.get("hyperparameters", {}))
-        self.state = _to_backend(state["state"])
-        if state.get("rng") is not None:
-            self.rng = restore_generator(getattr(self, "rng", None), state["rng"])
+        self.state = buffers
+        if rng is not None:
+            self.rng = rng
 
     # -- helpers for subclasses ------------------------------------------------------------------
 
@@ -117,6 +213,145 @@ class Optimizer:
             stacklevel=3,
         )
 
+    # -- atomic steps ----------------------------------------------------------------------------
+
+    def _snapshot(self) -> dict[str, Any]:
+        """What a failed step puts back: references (updates make new arrays, never in place)."""
+        rng = getattr(self, "rng", None)
+        return {
+            "data": [p.data for p in self.params],
+            "t": self.t,
+            "state": _structure(self.state),
+            "hyperparameters": dict(self.hyperparameters),
+            "history": _structure(getattr(self, "history", None)),
+            "rng": None if rng is None else generator_state(rng),
+        }
+
+    def _restore(self, saved: dict[str, Any]) -> None:
+        for p, data in zip(self.params, saved["data"], strict=True):
+            p.data, p.grad = data, None
+        self.t, self.state = saved["t"], saved["state"]
+        self.hyperparameters = saved["hyperparameters"]
+        if saved["history"] is not None:
+            self.history = saved["history"]
+        if saved["rng"] is not None:
+            self.rng = restore_generator(self.rng, saved["rng"])
+
+    def _read_loss(self, loss: Any, saved: dict[str, Any]) -> tuple[float, bool]:
+        """The loss as a float and whether the new parameters and buffers are all finite.
+
+        One device-to-host transfer: the loss together with the sums of the arrays that this step
+        made (a sum of finite entries is finite, barring overflow past the dtype's range).
+        """
+        loss = xp.reshape(xp.asarray(D.primal(loss.data if isinstance(loss, Tensor) else loss)), ())
+        old = {id(a) for a in saved["data"]} | {id(a) for a in _arrays(saved["state"])}
+        new = [p.data for p in self.params] + list(_arrays(self.state))
+        sums = [xp.sum(a) for a in new if id(a) not in old and a.dtype.kind == "f"]
+        values = xp.stack([loss] + [s.astype(loss.dtype) for s in sums])
+        host = values.tolist()  # the one transfer of a step: the loss and the sums' finiteness
+        return host[0], all(math.isfinite(v) for v in host)
+
+    def _nonfinite(self, reason: str, value: float) -> float:
+        message = f"{type(self).__name__} step {self.t + 1}: {reason}; nothing was changed"
+        if self.on_nonfinite == "raise":
+            raise NonFiniteError(message)
+        warnings.warn(message + " (skipped)", RuntimeWarning, stacklevel=3)
+        return value
+
+
+# -- hyperparameters ------------------------------------------------------------------------------
+
+
+def check_range(
+    owner: str,
+    name: str,
+    value: Any,
+    low: float = 0.0,
+    high: float = math.inf,
+    low_open: bool = False,
+    high_open: bool = False,
+    allow_inf: bool = False,
+) -> float:
+    """``value`` as a float; ValueError unless it is a number in the interval.
+
+    ``allow_inf`` admits ``math.inf`` (for hyperparameters where ∞ means "off").
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{owner}: {name} must be a number, got {value!r}")
+    v = float(value)
+    ok = (math.isfinite(v) or (allow_inf and v == math.inf)) and (v > low if low_open else v >= low)
+    ok = ok and (v < high if high_open else v <= high)
+    if not ok:
+        if high == math.inf:
+            where = f"> {low:g}" if low_open else f"≥ {low:g}"
+            where += " (math.inf allowed)" if allow_inf else " and finite"
+        else:
+            lo, hi = "(" if low_open else "[", ")" if high_open else "]"
+            where = f"lie in {lo}{low:g}, {high:g}{hi}"
+        raise ValueError(f"{owner}: {name} must {'be ' * (high == math.inf)}{where}, got {value!r}")
+    return v
+
+
+def check_int(owner: str, name: str, value: Any, low: int = 1) -> int:
+    """``value`` as an int; ValueError unless it is an integer ≥ ``low``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or int(value) != value:
+        raise ValueError(f"{owner}: {name} must be an integer ≥ {low}, got {value!r}")
+    if value < low:
+        raise ValueError(f"{owner}: {name} must be an integer ≥ {low}, got {value!r}")
+    return int(value)
+
+
+def check_choice(owner: str, name: str, value: Any, choices: tuple) -> Any:
+    """``value``; ValueError naming the choices unless it is one of them."""
+    if not isinstance(value, str | type(None)) or value not in choices:
+        raise ValueError(f"{owner}: {name} must be one of {choices}, got {value!r}")
+    return value
+
+
+def make_generator(seed: Any, rng: Any) -> Any:
+    """The optimiser's generator: ``rng`` itself, or a ``SavableGenerator`` seeded once.
+
+    An int ``rng`` is a seed (as ``seed``), not a generator to rebuild at every draw.
+    """
+    if rng is None or isinstance(rng, numbers.Integral):
+        return SavableGenerator(seed if rng is None else int(rng))
+    if not hasattr(rng, "random"):
+        raise TypeError(f"rng must be a generator or an int seed, got {type(rng).__name__}")
+    return rng
+
+
+# -- state helpers --------------------------------------------------------------------------------
+
+
+def _structure(obj: Any) -> Any:
+    """A copy of the nesting (dicts, lists, tuples) that shares the arrays and other leaves."""
+    if isinstance(obj, dict):
+        return {k: _structure(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(_structure(v) for v in obj)
+    return obj
+
+
+def _arrays(obj: Any):
+    """Every backend array in a nested state."""
+    if isinstance(obj, dict):
+        for v in obj.values():
+            yield from _arrays(v)
+    elif isinstance(obj, list | tuple):
+        for v in obj:
+            yield from _arrays(v)
+    elif isinstance(obj, xp.ndarray):
+        yield obj
+
+
+def _float(loss: Any) -> float:
+    return float(D.primal(loss.data if isinstance(loss, Tensor) else loss))
+
+
+def _fresh_copy(rng: Any) -> Any:
+    """A generator to restore into, so that a failed restore leaves ``rng`` as it was."""
+    return SavableGenerator(rng.seed) if isinstance(rng, SavableGenerator) else rng
+
 
 def _to_host(obj: Any) -> Any:
     if isinstance(obj, dict):
@@ -128,11 +363,13 @@ def _to_host(obj: Any) -> Any:
     return obj
 
 
-def _to_backend(obj: Any) -> Any:
+def _to_backend(obj: Any, dtype: Any = None) -> Any:
+    """Arrays of a nested state on the backend; floating ones in ``dtype`` (if given)."""
     if isinstance(obj, dict):
-        return {k: _to_backend(v) for k, v in obj.items()}
+        return {k: _to_backend(v, dtype) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return type(obj)(_to_backend(v) for v in obj)
-    if hasattr(obj, "dtype") and hasattr(obj, "shape") and getattr(obj, "ndim", 0) > 0:
-        return asarray(obj, dtype=obj.dtype)
+        return type(obj)(_to_backend(v, dtype) for v in obj)
+    if is_array(obj) and obj.ndim > 0:
+        floating = dtype is not None and obj.dtype.kind == "f"
+        return asarray(obj, dtype=dtype if floating else obj.dtype).copy()
     return obj

@@ -79,7 +79,7 @@ import numpy as np
 from tinycurv.backend import asarray, asnumpy, is_array
 from tinycurv.curvature.grouped import check_groups, grouped_summary
 from tinycurv.curvature.grouped_step import grouped_newton_step
-from tinycurv.optim.base import Optimizer
+from tinycurv.optim.base import Optimizer, check_range
 
 
 class GroupedNewton(Optimizer):
@@ -120,6 +120,8 @@ class GroupedNewton(Optimizer):
         Relative improvement needed to count as better, ≥ 0 (1e-4).
     seed : int
         Seeds ``self.rng``, used to draw curvature batches.
+    on_nonfinite : {"raise", "skip"}
+        What a step with a non-finite loss, gradient or update does (``Optimizer``).
 
     Notes
     -----
@@ -149,6 +151,7 @@ class GroupedNewton(Optimizer):
         plateau_patience: int = 0,
         plateau_threshold: float = 1e-4,
         seed: int = 0,
+        on_nonfinite: str = "raise",
     ) -> None:
         _check_range("lr", lr, 0.0, math.inf, low_open=True)
         _check_range("lam_int", lam_int, 0.0, math.inf)
@@ -205,6 +208,7 @@ class GroupedNewton(Optimizer):
         super().__init__(
             model,
             loss_fn,
+            on_nonfinite,
             lr=float(lr),
             lam_int=float(lam_int),
             momentum=float(momentum),
@@ -326,21 +330,9 @@ class GroupedNewton(Optimizer):
         return self.hyperparameters["groups"]
 
 
-def _check_range(
-    name: str,
-    value: float,
-    low: float,
-    high: float,
-    low_open: bool = False,
-    high_open: bool = False,
-) -> None:
-    """ValueError unless ``value`` is a finite number in the interval (open or closed ends)."""
-    v = float(value)
-    ok = math.isfinite(v) and (v > low if low_open else v >= low)
-    ok = ok and (v < high if high_open else v <= high)
-    if not ok:
-        lo, hi = "(" if low_open else "[", ")" if high_open else "]"
-        raise ValueError(f"GroupedNewton: {name} must lie in {lo}{low}, {high}{hi}, got {value!r}")
+def _check_range(name: str, value: float, low: float, high: float, **open_ends: bool) -> None:
+    """ValueError unless ``value`` is a finite number in the interval (``check_range``)."""
+    check_range("GroupedNewton", name, value, low, high, **open_ends)
 
 
 def _to_backend(a: Any) -> Any:

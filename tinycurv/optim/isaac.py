@@ -81,10 +81,10 @@ import numbers
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from tinycurv.backend import SavableGenerator, xp
+from tinycurv.backend import xp
 from tinycurv.curvature.kfac import MODES, curvature_layers, layer_statistics
 from tinycurv.optim.adam import adam_steps
-from tinycurv.optim.base import Optimizer
+from tinycurv.optim.base import Optimizer, check_range, make_generator
 from tinycurv.optim.sgd import _check_nonnegative, _with_weight_decay, momentum_directions
 
 __all__ = ["BASES", "ISAAC", "LAYER_CHOICES", "HyperparameterError"]
@@ -133,9 +133,11 @@ class ISAAC(Optimizer):
     seed : int
         Seeds ``self.rng = tinycurv.backend.SavableGenerator(seed)`` (the backend's generator,
         same stream as ``default_rng(seed)``) when ``rng`` is not given.
-    rng : generator, optional
+    rng : generator or int, optional
         A backend generator for the sampled labels (its state is saved only if it is a
-        ``SavableGenerator`` or a NumPy generator).
+        ``SavableGenerator`` or a NumPy generator); an int seeds one generator, once.
+    on_nonfinite : {"raise", "skip"}
+        What a step with a non-finite loss, gradient or update does (``Optimizer``).
     **base_hyperparameters
         For ``base="sgd"``: ``momentum`` (≥ 0), ``nesterov`` (bool), ``weight_decay`` (≥ 0).
         For ``base="adam"``: ``betas`` (two numbers in [0, 1)), ``eps`` (≥ 0),
@@ -169,12 +171,12 @@ class ISAAC(Optimizer):
         mc_samples: int = 1,
         seed: int | None = 0,
         rng: Any = None,
+        on_nonfinite: str = "raise",
         **base_hyperparameters: Any,
     ) -> None:
-        _check_nonnegative(lr=lr)
+        _check_nonnegative("ISAAC", lr=lr)
         for name, lam in (("lam_a", lam_a), ("lam_g", lam_g)):
-            if not float(lam) > 0:
-                raise ValueError(f"ISAAC: {name} must be > 0 (math.inf allowed), got {lam!r}")
+            check_range("ISAAC", name, lam, low_open=True, allow_inf=True)
         if g_bar_mode not in MODES:
             raise ValueError(f"ISAAC: g_bar_mode must be one of {MODES}, got {g_bar_mode!r}")
         if isinstance(mc_samples, bool) or int(mc_samples) != mc_samples or mc_samples < 1:
@@ -182,6 +184,7 @@ class ISAAC(Optimizer):
         super().__init__(
             model,
             loss_fn,
+            on_nonfinite,
             lr=float(lr),
             lam_a=float(lam_a),
             lam_g=float(lam_g),
@@ -192,7 +195,7 @@ class ISAAC(Optimizer):
             seed=seed,
             **_base_hyperparameters(base, base_hyperparameters),
         )
-        self.rng = rng if rng is not None else SavableGenerator(seed)
+        self.rng = make_generator(seed, rng)
         self._plan()
 
     # -- which layers are conditioned ------------------------------------------------------------
@@ -385,7 +388,7 @@ def _base_hyperparameters(base: str, given: dict[str, Any]) -> dict[str, Any]:
         )
     hp = {**BASES[base], **given}
     if base == "sgd":
-        _check_nonnegative(momentum=hp["momentum"], weight_decay=hp["weight_decay"])
+        _check_nonnegative("ISAAC", momentum=hp["momentum"], weight_decay=hp["weight_decay"])
         if hp["nesterov"] and hp["momentum"] <= 0:
             raise ValueError("ISAAC: nesterov=True needs momentum > 0")
         return {
@@ -393,7 +396,7 @@ def _base_hyperparameters(base: str, given: dict[str, Any]) -> dict[str, Any]:
             "nesterov": bool(hp["nesterov"]),
             "weight_decay": float(hp["weight_decay"]),
         }
-    _check_nonnegative(eps=hp["eps"], weight_decay=hp["weight_decay"])
+    _check_nonnegative("ISAAC", eps=hp["eps"], weight_decay=hp["weight_decay"])
     betas = tuple(float(b) for b in hp["betas"])
     if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
         raise ValueError(f"ISAAC: betas must be two numbers in [0, 1), got {hp['betas']!r}")

@@ -41,7 +41,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from tinycurv.backend import SavableGenerator, xp
+from tinycurv.backend import xp
 from tinycurv.curvature.kfac import (
     MODES,
     curvature_layers,
@@ -51,7 +51,15 @@ from tinycurv.curvature.kfac import (
 )
 from tinycurv.curvature.linalg import check_factors, cho_apply, cho_factor
 from tinycurv.nn.layers import Linear
-from tinycurv.optim.base import Optimizer
+from tinycurv.optim.base import (
+    NonFiniteError,
+    Optimizer,
+    SkipStep,
+    check_choice,
+    check_int,
+    check_range,
+    make_generator,
+)
 
 __all__ = ["KFAC"]
 
@@ -90,14 +98,16 @@ class KFAC(Optimizer):
     seed : int, optional
         Seeds ``self.rng = tinycurv.backend.SavableGenerator(seed)`` (the backend's generator,
         same stream as ``default_rng(seed)``) when ``rng`` is not given.
-    rng : generator, optional
+    rng : generator or int, optional
         A backend generator to draw the targets with (its state is saved only if it is a
-        ``SavableGenerator`` or a NumPy generator).
+        ``SavableGenerator`` or a NumPy generator); an int seeds one generator, once.
     weight_decay : float
         L2 coefficient ≥ 0 added to the gradient of every parameter (``∇ + wd·θ``) before
         preconditioning.
     on_failure : {"skip", "raise"}
         What a factor that is not positive definite after damping does.
+    on_nonfinite : {"raise", "skip"}
+        What a step with a non-finite loss, gradient or update does (``Optimizer``).
 
     Notes
     -----
@@ -128,34 +138,29 @@ class KFAC(Optimizer):
         rng: Any = None,
         weight_decay: float = 0.0,
         on_failure: str = "skip",
+        on_nonfinite: str = "raise",
     ) -> None:
-        if not lr > 0:
-            raise ValueError(f"KFAC: lr must be > 0, got {lr}")
+        check_range("KFAC", "lr", lr, low_open=True)
         for name, value in (
             ("damping", damping),
             ("momentum", momentum),
             ("weight_decay", weight_decay),
         ):
-            if not value >= 0:
-                raise ValueError(f"KFAC: {name} must be ≥ 0, got {value}")
-        if not 0 <= ema_decay < 1:
-            raise ValueError(f"KFAC: ema_decay must lie in [0, 1), got {ema_decay}")
-        if mode not in MODES:
-            raise ValueError(f"KFAC: mode must be one of {MODES}, got {mode!r}")
-        if solver not in SOLVERS:
-            raise ValueError(f"KFAC: solver must be one of {SOLVERS}, got {solver!r}")
-        if on_failure not in ("skip", "raise"):
-            raise ValueError(f"KFAC: on_failure must be 'skip' or 'raise', got {on_failure!r}")
+            check_range("KFAC", name, value)
+        check_range("KFAC", "ema_decay", ema_decay, 0.0, 1.0, high_open=True)
+        check_choice("KFAC", "mode", mode, MODES)
+        check_choice("KFAC", "solver", solver, SOLVERS)
+        check_choice("KFAC", "on_failure", on_failure, ("skip", "raise"))
         for name, value in (
             ("inv_every", inv_every),
             ("factor_every", factor_every),
             ("mc_samples", mc_samples),
         ):
-            if int(value) != value or value < 1:
-                raise ValueError(f"KFAC: {name} must be an integer ≥ 1, got {value}")
+            check_int("KFAC", name, value)
         super().__init__(
             model,
             loss_fn,
+            on_nonfinite,
             lr=float(lr),
             damping=float(damping),
             mode=mode,
@@ -170,7 +175,7 @@ class KFAC(Optimizer):
             weight_decay=float(weight_decay),
             on_failure=on_failure,
         )
-        self.rng = rng if rng is not None else SavableGenerator(seed)
+        self.rng = make_generator(seed, rng)
 
     # -- one step ---------------------------------------------------------------------------------
 
@@ -194,10 +199,13 @@ class KFAC(Optimizer):
             try:
                 inverses = self._factorise(*factors)
             except xp.linalg.LinAlgError as err:
+                F = factors[0] + factors[1]
+                if not bool(xp.isfinite(xp.stack([xp.sum(f) for f in F])).all()):  # failure only
+                    raise NonFiniteError(f"a K-FAC factor is not finite ({err})") from err
                 if self.on_failure == "raise":
                     raise
-                self.warn_skip(f"a damped K-FAC factor is not positive definite ({err})")
-                return s.loss
+                reason = f"a damped K-FAC factor is not positive definite ({err})"
+                raise SkipStep(reason, s.loss) from err
         st["A"], st["G"], st["factor_updates"] = factors[0], factors[1], updates
         if inverses is not None:
             st.update(inverses)

@@ -24,7 +24,7 @@ The scale V (``scale=``)
   growth (``series_operator`` raises "scale V too small"), V is enlarged to twice a lower bound
   on ``λ_max²`` read from the term that grew (``_SeriesProducts.enlarged_scale``: one more HVP)
   and the series is retried once, with a ``RuntimeWarning``; if it grows again the step is
-  skipped (``warn_skip``). The enlarged V stays in the running maximum.
+  skipped (``SkipStep``: nothing else changes). The enlarged V stays in the running maximum.
 * ``"power"``: V = a power-iteration estimate of ``λ_max(H)²`` on this batch
   (``power_iteration_scale``, ``power_iters`` HVPs per step, seeded by ``seed + t``): safe up
   to the factor-2 margin discussed there; enlarged and retried like ``None`` if it falls short.
@@ -100,7 +100,7 @@ from tinycurv import dual as D
 from tinycurv.backend import asnumpy, xp
 from tinycurv.curvature.sfn import SCALE_TOO_SMALL, power_iteration_scale, series_operator
 from tinycurv.functional import hvp, value_and_grad
-from tinycurv.optim.base import Optimizer
+from tinycurv.optim.base import NonFiniteError, Optimizer, SkipStep
 from tinycurv.tensor import no_grad
 
 Vector = list[Any]
@@ -145,6 +145,8 @@ class SeriesSFN(Optimizer):
         Adaptive mode only: undo a step that increases the batch loss (ρ < 0) and raise λ by
         ``1/ω`` (the acceptance test of a trust-region / Levenberg–Marquardt method; neither
         K-FAC nor the reference rejects steps). A step to a non-finite loss is always undone.
+    on_nonfinite : {"raise", "skip"}
+        What a step with a non-finite loss, gradient or update does (``Optimizer``).
 
     Notes
     -----
@@ -171,6 +173,7 @@ class SeriesSFN(Optimizer):
         power_iters: int = 20,
         seed: int = 0,
         reject_uphill: bool = True,
+        on_nonfinite: str = "raise",
     ) -> None:
         if int(order) != order or order < 1:
             raise ValueError(f"SeriesSFN: order N must be an integer ≥ 1, got {order!r}")
@@ -193,6 +196,7 @@ class SeriesSFN(Optimizer):
         super().__init__(
             model,
             loss_fn,
+            on_nonfinite,
             order=int(order),
             acceleration=int(acceleration),
             damping=float(damping),
@@ -216,27 +220,20 @@ class SeriesSFN(Optimizer):
         hvp_fn = lambda vs: hvp(closure, self.params, vs)  # one forward + backward on duals
         lam = float(self.state.get("damping", self.damping))
 
-        scaled = self._scale(hvp_fn, g)
-        if scaled is None:
-            return loss
-        V, first_products = scaled
+        V, first_products = self._scale(hvp_fn, g)
         u = self._direction(hvp_fn, g, V, lam, first_products)
-        if u is None:
-            return loss
 
         delta_prev = self.state.get("delta")
         if self.adaptive:
             model = self._adaptive_coefficients(closure, g, u, delta_prev, lam)
             if model is None:
-                self.warn_skip("the quadratic model is not finite (non-finite direction)")
-                return loss
+                raise NonFiniteError("the quadratic model is not finite (non-finite direction)")
             alpha, mu, model_change = model
         else:
             alpha, mu, model_change = self.lr, self.momentum, None
         delta = _combine(alpha, u, mu, delta_prev)  # δ = α u + μ δ_prev
         if model_change is None and not math.isfinite(_host(_sumsq(delta))[0]):
-            self.warn_skip("the step δ is not finite")
-            return loss
+            raise NonFiniteError("the step δ is not finite")
 
         theta = [p.data for p in self.params]
         self.apply_update(delta)  # θ ← θ − δ
@@ -249,10 +246,10 @@ class SeriesSFN(Optimizer):
 
     # -- the scale V ---------------------------------------------------------------------------
 
-    def _scale(self, hvp_fn: Callable[[Vector], Vector], g: Vector) -> tuple[float, list] | None:
+    def _scale(self, hvp_fn: Callable[[Vector], Vector], g: Vector) -> tuple[float, list]:
         """V for this step and the products already made (``[Hg, H²g]`` for ``scale=None``).
 
-        Also checks that g is finite (``None`` after ``warn_skip`` if not).
+        Raises ``NonFiniteError`` if g (or its curvature) is not finite.
         """
         scale = self.scale
         if scale is None:
@@ -260,23 +257,20 @@ class SeriesSFN(Optimizer):
             H2g = hvp_fn(Hg)  # the first term of the series: reused there
             g2, H2g2 = _host(_sumsq(g), _sumsq(H2g))
             if not (math.isfinite(g2) and math.isfinite(H2g2)):
-                self.warn_skip("the gradient or its curvature is not finite")
-                return None
+                raise NonFiniteError("the gradient or its curvature is not finite")
             V = float(self.state.get("V", self.initial_scale))
             if g2 > 0:
                 V = max(V, math.sqrt(H2g2 / g2))  # running max of ‖H²g‖/‖g‖ (reference rule)
             self.state["V"] = V
             return V, [Hg, H2g]
         if not math.isfinite(_host(_sumsq(g))[0]):
-            self.warn_skip("the gradient is not finite")
-            return None
+            raise NonFiniteError("the gradient is not finite")
         if scale == "power":
             V = power_iteration_scale(
                 hvp_fn, [p.data for p in self.params], self.power_iters, rng=self.seed + self.t
             )
             if not math.isfinite(V):
-                self.warn_skip("the power-iteration scale is not finite")
-                return None
+                raise NonFiniteError("the power-iteration scale is not finite")
         else:
             V = float(scale)
         self.state["V"] = V
@@ -301,8 +295,7 @@ class SeriesSFN(Optimizer):
                 raise
             V_new = products.enlarged_scale(V)
         if not math.isfinite(V_new):
-            self.warn_skip("the series is not finite")
-            return None
+            raise NonFiniteError("the series is not finite")
         warnings.warn(
             f"{type(self).__name__} step {self.t + 1}: scale V = {V:.4g} too small for the series "
             f"(a term grew); enlarged to V = {V_new:.4g} and retried",
@@ -315,8 +308,8 @@ class SeriesSFN(Optimizer):
         except ValueError as err:
             if not str(err).startswith(SCALE_TOO_SMALL):
                 raise
-            self.warn_skip(f"{err}; even after enlarging V once")
-            return None
+            # what was learned stays: the next step starts from the enlarged V
+            raise SkipStep(f"{err}; even after enlarging V once", keep={"V": V_new}) from err
 
     def _series(self, products: _SeriesProducts, g: Vector, V: float, lam: float) -> Vector:
         return series_operator(products, g, self.order, V, lam, self.acceleration)

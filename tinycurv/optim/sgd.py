@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tinycurv.optim.base import Optimizer
+from tinycurv.optim.base import Optimizer, check_range
 
 
 class SGD(Optimizer):
@@ -36,6 +36,8 @@ class SGD(Optimizer):
         L2 penalty coefficient (added to the gradient), ≥ 0.
     nesterov : bool
         Nesterov's variant; needs ``momentum > 0``.
+    on_nonfinite : {"raise", "skip"}
+        What a step with a non-finite loss, gradient or update does (``Optimizer``).
 
     Notes
     -----
@@ -51,13 +53,15 @@ class SGD(Optimizer):
         momentum: float = 0.0,
         weight_decay: float = 0.0,
         nesterov: bool = False,
+        on_nonfinite: str = "raise",
     ) -> None:
-        _check_nonnegative(lr=lr, momentum=momentum, weight_decay=weight_decay)
+        _check_nonnegative("SGD", lr=lr, momentum=momentum, weight_decay=weight_decay)
         if nesterov and momentum <= 0:
             raise ValueError("SGD: nesterov=True needs momentum > 0")
         super().__init__(
             model,
             loss_fn,
+            on_nonfinite,
             lr=float(lr),
             momentum=float(momentum),
             weight_decay=float(weight_decay),
@@ -99,8 +103,7 @@ def _with_weight_decay(grads: list[Any], params: list[Any], weight_decay: float)
     return [g + weight_decay * p.data for g, p in zip(grads, params, strict=True)]
 
 
-def _check_nonnegative(**values: float) -> None:
-    """Raise ``ValueError`` naming the first negative (or NaN) hyperparameter."""
+def _check_nonnegative(owner: str, **values: float) -> None:
+    """Raise ``ValueError`` naming the first hyperparameter that is not a finite number ≥ 0."""
     for name, value in values.items():
-        if not value >= 0:
-            raise ValueError(f"{name} must be ≥ 0, got {value}")
+        check_range(owner, name, value)
