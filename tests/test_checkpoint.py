@@ -8,6 +8,7 @@ import pytest
 import tinycurv as tc
 from tinycurv import nn
 from tinycurv.backend import asarray
+from tinycurv.checkpoint import CheckpointError
 from tinycurv.optim import SGD, Adam, Optimizer
 
 K, M = 7, 6  # steps before and after the checkpoint
@@ -196,3 +197,232 @@ def test_a_generator_without_readable_state_is_left_out_with_a_warning():
     with pytest.warns(RuntimeWarning, match="no readable state"):
         state = opt.state_dict()
     assert "rng" not in state
+
+
+# -- failed loads change nothing; damaged files; concurrent and failed saves; dtypes; tying --
+
+
+def _snapshot(model, opt) -> tuple:
+    return model.state_dict(), opt.state_dict()
+
+
+def _assert_same(a, b) -> None:
+    """Equal nested state: arrays byte for byte (values and dtype), everything else by ``==``."""
+    if isinstance(a, np.ndarray | np.generic):
+        assert isinstance(b, np.ndarray | np.generic) and a.dtype == b.dtype
+        assert np.array_equal(a, b, equal_nan=a.dtype.kind == "f")
+    elif isinstance(a, dict):
+        assert list(a) == list(b)
+        for k in a:
+            _assert_same(a[k], b[k])
+    elif isinstance(a, list | tuple):
+        assert type(a) is type(b) and len(a) == len(b)
+        for u, v in zip(a, b, strict=True):
+            _assert_same(u, v)
+    else:
+        assert a == b or (a != a and b != b)  # NaN
+
+
+def _trained_sgd(seed: int, steps: int = 2):
+    model = _model(seed)
+    opt = SGD(model, CE, lr=0.1, momentum=0.9)
+    _train(opt, _batches(steps))
+    return model, opt
+
+
+def _wider_last_layer() -> nn.Sequential:
+    rng = np.random.default_rng(3)
+    return nn.Sequential(nn.Linear(10, 8, rng=rng), nn.Tanh(), nn.Linear(8, 4, rng=rng))
+
+
+def _write_bad_file(kind: str, path) -> type:
+    """Write a checkpoint that ``load`` into ``_trained_sgd`` must refuse; return the error."""
+    if kind == "later layer with another shape":
+        wide = _wider_last_layer()
+        opt = SGD(wide, CE, lr=0.1, momentum=0.9)
+        tc.save(path, wide, opt)
+        return ValueError
+    if kind == "another optimiser class":
+        model = _model(4)
+        tc.save(path, model, Adam(model, CE))
+        return ValueError
+    if kind == "no optimizer state":
+        tc.save(path, _model(4))
+        return KeyError
+    if kind == "optimizer state of another architecture":  # the model's part fits; SGD's not
+        wide = _wider_last_layer()
+        opt = SGD(wide, CE, lr=0.1, momentum=0.9)
+        opt.state["momentum_buffer"] = [asarray(np.ones(p.shape)) for p in opt.params]
+        tc.save(path, _model(4), opt)
+        return ValueError
+    model, opt = _trained_sgd(4)
+    tc.save(path, model, opt)
+    data = path.read_bytes()
+    cut = {"truncated to 0": 0, "truncated to half": len(data) // 2, "truncated by one byte": -1}
+    if kind in cut:
+        path.write_bytes(data[: cut[kind]])
+    elif kind == "garbage bytes":
+        path.write_bytes(np.random.default_rng(0).bytes(len(data)))
+    elif kind in ("broken meta", "meta referring to a missing array"):
+        with np.load(path) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        if kind == "broken meta":
+            arrays["__meta__"] = np.array('{"format": "tinycurv-checkpoint-1", "optim')
+        else:
+            del arrays[next(k for k in arrays if k.startswith("optimizer/"))]
+        with open(path, "wb") as f:
+            np.savez(f, **arrays)
+    else:
+        raise AssertionError(kind)
+    return CheckpointError
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "later layer with another shape",
+        "another optimiser class",
+        "no optimizer state",
+        "optimizer state of another architecture",  # needs Optimizer.load_state_dict to check
+        "truncated to 0",
+        "truncated to half",
+        "truncated by one byte",
+        "garbage bytes",
+        "broken meta",
+        "meta referring to a missing array",
+    ],
+)
+def test_a_failed_load_changes_neither_model_nor_optimizer(kind, tmp_path):
+    path = tmp_path / "bad.npz"
+    error = _write_bad_file(kind, path)
+    model, opt = _trained_sgd(0)
+    before = _snapshot(model, opt)
+    with pytest.raises(error) as info:
+        tc.load(path, model, opt)
+    if error is CheckpointError:
+        assert str(path) in str(info.value)
+        assert "is not a tinycurv checkpoint or is damaged" in str(info.value)
+        assert isinstance(info.value, ValueError)
+    _assert_same(_snapshot(model, opt), before)
+    # the same holds for the model alone, where the file's model part is what is wrong
+    if error is CheckpointError or kind == "later layer with another shape":
+        with pytest.raises(error):
+            tc.load(path, model)
+        _assert_same(_snapshot(model, opt), before)
+
+
+def test_a_missing_file_is_file_not_found(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        tc.load(tmp_path / "nope.npz", _model(0))
+
+
+def test_concurrent_saves_to_one_path_all_succeed(tmp_path):
+    import threading
+
+    path = tmp_path / "shared.npz"
+    models = [_model(0), _model(1)]
+    opts = [SGD(m, CE, momentum=0.9) for m in models]
+    start, errors = threading.Barrier(2), []
+
+    def work(i: int) -> None:
+        try:
+            start.wait()
+            for _ in range(15):
+                tc.save(path, models[i], opts[i])
+        except BaseException as err:  # noqa: BLE001 - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert [p.name for p in tmp_path.iterdir()] == ["shared.npz"]  # no temporary files left
+    fresh = _model(2)
+    tc.load(path, fresh, SGD(fresh, CE, momentum=0.9))
+    got = fresh.state_dict()
+    assert any(all(np.array_equal(got[k], v) for k, v in m.state_dict().items()) for m in models)
+
+
+@pytest.mark.parametrize("exception", [OSError("disk full"), KeyboardInterrupt()])
+def test_a_failed_save_leaves_no_temporary_file_and_the_old_file_intact(
+    exception, tmp_path, monkeypatch
+):
+    old, new = _model(0), _model(1)
+    path = tmp_path / "ckpt.npz"
+    tc.save(path, old)
+    before = path.read_bytes()
+
+    def fail(*args, **kwargs):
+        raise exception
+
+    monkeypatch.setattr(np, "savez", fail)
+    with pytest.raises(type(exception)):
+        tc.save(path, new)
+    with pytest.raises(type(exception)):
+        tc.save(tmp_path / "fresh.npz", new)
+    monkeypatch.undo()
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.npz"]
+    assert path.read_bytes() == before
+    fresh = _model(2)
+    tc.load(path, fresh)
+    _assert_same(fresh.state_dict(), old.state_dict())
+
+
+def test_a_saved_file_has_the_permissions_of_a_plain_open(tmp_path):
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    tc.save(tmp_path / "m.npz", _model(0))
+    with open(tmp_path / "plain", "wb"):
+        pass
+    assert (tmp_path / "m.npz").stat().st_mode & 0o777 == 0o666 & ~umask
+    assert (tmp_path / "m.npz").stat().st_mode == (tmp_path / "plain").stat().st_mode
+
+
+def test_a_float32_model_stays_float32_after_loading_a_float64_checkpoint(tmp_path):
+    model, opt = _trained_sgd(0)
+    tc.save(tmp_path / "f64.npz", model, opt)
+    tc.set_default_dtype("float32")
+    small = _model(1)
+    tc.load(tmp_path / "f64.npz", small)
+    assert all(p.dtype == np.float32 for p in small.parameters())
+    for name, value in model.state_dict().items():
+        np.testing.assert_array_equal(small.state_dict()[name], value.astype(np.float32))
+    _train(SGD(small, CE, lr=0.1), _batches(1))
+    assert all(p.dtype == np.float32 for p in small.parameters())
+
+
+def test_a_float32_optimizer_keeps_float32_buffers_after_loading_a_float64_checkpoint(tmp_path):
+    """Needs ``Optimizer.load_state_dict`` to cast buffers to the parameters' dtype."""
+    model, opt = _trained_sgd(0)
+    tc.save(tmp_path / "f64.npz", model, opt)
+    tc.set_default_dtype("float32")
+    small = _model(1)
+    small_opt = SGD(small, CE, lr=0.1, momentum=0.9)
+    tc.load(tmp_path / "f64.npz", small, small_opt)
+    assert all(b.dtype == np.float32 for b in small_opt.state["momentum_buffer"])
+    _train(small_opt, _batches(1))
+    assert all(p.dtype == np.float32 for p in small.parameters())
+    assert all(b.dtype == np.float32 for b in small_opt.state["momentum_buffer"])
+
+
+def test_tied_weights_round_trip(tmp_path):
+    def tied(seed: int) -> nn.Sequential:
+        lin = nn.Linear(10, 10, rng=seed)
+        return nn.Sequential(lin, nn.Tanh(), lin, nn.Tanh(), nn.Linear(10, 3, rng=seed + 1))
+
+    model = tied(0)
+    opt = SGD(model, CE, lr=0.1, momentum=0.9)
+    _train(opt, _batches(2))
+    assert list(model.state_dict()) == ["0.weight", "0.bias", "4.weight", "4.bias"]
+    tc.save(tmp_path / "tied.npz", model, opt)
+    fresh = tied(5)
+    fresh_opt = SGD(fresh, CE, lr=0.1, momentum=0.9)
+    tc.load(tmp_path / "tied.npz", fresh, fresh_opt)
+    assert fresh[0] is fresh[2]
+    _assert_same(fresh.state_dict(), model.state_dict())
+    data = _batches(4)[2:]
+    assert _train(fresh_opt, data) == _train(opt, data)

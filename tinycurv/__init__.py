@@ -15,7 +15,7 @@ from tinycurv.backend import (
     set_default_dtype,
     xp,
 )
-from tinycurv.checkpoint import load, save
+from tinycurv.checkpoint import CheckpointError, load, save
 from tinycurv.dual import Dual
 from tinycurv.functional import grad, hvp, jvp, taylor, value_and_grad, value_grad_and_hvp
 from tinycurv.tensor import Function, Tensor, no_grad, set_grad_enabled
@@ -23,6 +23,7 @@ from tinycurv.tensor import Function, Tensor, no_grad, set_grad_enabled
 __version__ = "0.1.0"
 
 __all__ = [
+    "CheckpointError",
     "Dual",
     "Function",
     "Tensor",
