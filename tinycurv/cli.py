@@ -8,7 +8,9 @@ A declared host-side module (argument parsing, printing, exit codes)::
     tinycurv bench all --backend cupy    # NumPy (CPU) and CuPy (GPU) tables, devices named
 
 Exit status: 0 on success, 1 when a check or a run failed, 2 for a bad request (unknown name,
-missing data, unavailable backend), with a one-line message and no traceback.
+bad number, missing data, unwritable output folder, unavailable backend), with a one-line
+message and no traceback; 130 on Ctrl-C, 141 when the output pipe closed early (``| head``).
+A bare ``tinycurv`` prints the help (status 0), ``tinycurv --version`` the version.
 """
 
 from __future__ import annotations
@@ -30,12 +32,19 @@ def _names(choices: Sequence[str], what: str):
         names = [n.strip() for n in text.split(",") if n.strip()]
         if names == ["all"]:
             return list(choices)
-        bad = [n for n in names if n not in choices]
-        if bad or not names:
+        if not names:
             raise argparse.ArgumentTypeError(
-                f"unknown {what} {', '.join(map(repr, bad)) or repr(text)}: "
+                f"no {what} given: choose from {', '.join(choices)} (comma-separated) or all"
+            )
+        bad = [n for n in names if n not in choices]
+        if bad:
+            raise argparse.ArgumentTypeError(
+                f"unknown {what} {', '.join(map(repr, bad))}: "
                 f"choose from {', '.join(choices)} (comma-separated) or all"
             )
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise argparse.ArgumentTypeError(f"{what} {', '.join(map(repr, twice))} given twice")
         return names
 
     return parse
@@ -51,26 +60,70 @@ def _sizes(text: str) -> list[int]:
     return sizes
 
 
+def _count(minimum: int):
+    """An argparse ``type`` for an integer ≥ ``minimum`` (argparse names the option)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an integer ≥ {minimum}, got {text!r}")
+        return value
+
+    return parse
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose usage errors are one line: the message and a pointer to -h."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with its three subcommands."""
+    from tinycurv import __version__
     from tinycurv.compare import BATCH_SIZE, DEFAULTS, STEPS, TASKS
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="tinycurv", description="Second-order optimisation for neural networks, verified."
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{compare,verify,bench}")
+    parser.add_argument("--version", action="version", version=f"tinycurv {__version__}")
+    sub = parser.add_subparsers(
+        dest="command", metavar="{compare,verify,bench}", help="the command to run"
+    )
 
     p = sub.add_parser("compare", help="train optimisers on a task; table, steps.csv, plots")
-    p.add_argument("--task", default="digits-mlp", choices=list(TASKS))
+    p.add_argument(
+        "--task",
+        default="digits-mlp",
+        choices=list(TASKS),
+        help="data set and model (default digits-mlp)",
+    )
     p.add_argument(
         "--optimizers",
         type=_names(list(DEFAULTS), "optimizer"),
         default=None,
         help=f"comma-separated from {','.join(DEFAULTS)} (default: all available)",
     )
-    p.add_argument("--steps", type=int, default=STEPS, help=f"per optimiser (default {STEPS})")
-    p.add_argument("--batch-size", type=int, default=BATCH_SIZE)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--steps", type=_count(1), default=STEPS, help=f"per optimiser (default {STEPS})"
+    )
+    p.add_argument(
+        "--batch-size",
+        type=_count(1),
+        default=BATCH_SIZE,
+        help=f"samples per mini-batch (default {BATCH_SIZE})",
+    )
+    p.add_argument(
+        "--seed",
+        type=_count(0),
+        default=0,
+        help="seed of the initial weights and the batch order, the same for every optimiser "
+        "(default 0)",
+    )
     p.add_argument("--out", default=None, help="output folder (default runs/<task>)")
     p.add_argument("--data", default=None, help="MNIST folder (default $TINYCURV_DATA)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -78,13 +131,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("verify", help="check the library against the papers' claims")
     p.add_argument("--checks", default=None, help="comma-separated check names (default: all)")
     p.add_argument("--list", action="store_true", help="list the checks and exit")
-    p.add_argument("--markdown", action="store_true")
+    p.add_argument("--markdown", action="store_true", help="print the table as Markdown")
 
     p = sub.add_parser("bench", help="run benchmarks (ratios measured in one run)")
-    p.add_argument("which", nargs="?", default="all", choices=[*BENCHMARKS, "all"])
+    p.add_argument(
+        "which",
+        nargs="?",
+        default="all",
+        choices=[*BENCHMARKS, "all"],
+        help=f"the benchmark: {', '.join(BENCHMARKS)} or all (default all)",
+    )
     p.add_argument("--sizes", type=_sizes, default=None, help="layer widths, e.g. 100,400,1600")
-    p.add_argument("--markdown", action="store_true")
-    p.add_argument("--backend", default="numpy", choices=["numpy", "cupy"])
+    p.add_argument("--markdown", action="store_true", help="print the tables as Markdown")
+    p.add_argument(
+        "--backend",
+        default="numpy",
+        choices=["numpy", "cupy"],
+        help="numpy: CPU tables only; cupy: CPU and GPU tables (default numpy)",
+    )
     p.add_argument(
         "--retain-memory",
         action="store_true",
@@ -145,8 +209,10 @@ def _verify(args: argparse.Namespace) -> int:
             print(f"{check.name:24s} {check.claim}  [{check.source}]")
         return 0
     names = None
-    if args.checks:
+    if args.checks is not None:
         names = [n.strip() for n in args.checks.split(",") if n.strip()]
+        if not names:
+            return _fail("verify", "--checks is empty: name checks from tinycurv verify --list")
         bad = [n for n in names if n not in verify.CHECKS]
         if bad:
             return _fail("verify", f"unknown check(s) {', '.join(bad)}: see tinycurv verify --list")
@@ -222,9 +288,43 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status (the console script exits with it)."""
-    args = build_parser().parse_args(argv)
-    return {"compare": _compare, "verify": _verify, "bench": _bench}[args.command](args)
+    """Run the command line; returns the exit status (the console script exits with it).
+
+    Without a command it prints the help (exit status 0). A closed output pipe
+    (``tinycurv verify --list | head -1``) ends quietly with status 141, as for SIGPIPE;
+    Ctrl-C with status 130.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        status = {"compare": _compare, "verify": _verify, "bench": _bench}[args.command](args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the try, not at exit
+    except BrokenPipeError:
+        _silence_stdout()
+        return 141
+    except KeyboardInterrupt:
+        kept = " (steps.csv keeps the finished runs)" if args.command == "compare" else ""
+        print(f"\ntinycurv {args.command}: interrupted{kept}", file=sys.stderr)
+        return 130
+    return status
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's final flush cannot fail again.
+
+    (What the Python documentation recommends for SIGPIPE; a stdout without a file descriptor,
+    as under pytest's capture, is left alone.)
+    """
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import csv
 import importlib
 import math
 import os
+import tempfile
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -353,13 +354,43 @@ def _train(
 
 
 def _write_csv(results: CompareResults, path: Path) -> None:
-    with open(path, "w", newline="") as f:
+    """Write ``results.rows()`` to ``path`` through a temporary file, so that an interrupted
+    write never leaves a truncated ``steps.csv``."""
+    partial = path.with_name(path.name + ".partial")
+    with open(partial, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["optimizer", "step", "wall_time", "loss"])
         writer.writeheader()
         for row in results.rows():
             writer.writerow(
                 {**row, "wall_time": f"{row['wall_time']:.6f}", "loss": repr(row["loss"])}
             )
+    os.replace(partial, path)
+
+
+def _check_count(name: str, value: Any, minimum: int) -> None:
+    """CompareError unless ``value`` is an integer ≥ ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        raise CompareError(f"{name} must be an integer ≥ {minimum}, got {value!r}")
+
+
+def _prepare_out(out: str | os.PathLike) -> Path:
+    """Create the output folder and check that a file can be written there.
+
+    Raises
+    ------
+    CompareError
+        When the folder cannot be created or written (before any training).
+    """
+    folder = Path(out)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".tinycurv-write-test-")
+        os.close(fd)
+        os.remove(probe)
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        raise CompareError(f"cannot write to the output folder {str(folder)!r}: {reason}") from err
+    return folder
 
 
 def compare(
@@ -386,7 +417,9 @@ def compare(
         of the initial weights and of the batch order (the same for every optimiser).
     out : str or os.PathLike, optional
         Folder for ``steps.csv`` (columns optimizer, step, wall_time, loss),
-        ``loss_per_step.png`` and ``loss_per_second.png``; None writes nothing.
+        ``loss_per_step.png`` and ``loss_per_second.png``; None writes nothing. The folder is
+        created and checked before any training, and ``steps.csv`` is rewritten after every
+        run, so an interrupted comparison keeps the finished runs.
     data : str or os.PathLike, optional
         The MNIST folder (default: the environment variable ``TINYCURV_DATA``).
     progress : bool
@@ -403,24 +436,48 @@ def compare(
     Raises
     ------
     CompareError
-        For an unknown task or optimiser name (the message lists the valid ones).
+        For an unknown task or optimiser name, here or as a key of ``hyperparameters`` (the
+        message lists the valid ones), an optimiser named twice, ``steps`` or ``batch_size``
+        below 1, a negative ``seed``, or an ``out`` folder that cannot be created or written.
     FileNotFoundError
         For an MNIST task without its data files.
+    TypeError
+        For ``optimizers`` given as one string rather than a list of names.
     """
     if task not in TASKS:
         raise CompareError(f"unknown task {task!r}: choose from {', '.join(TASKS)}")
+    if isinstance(optimizers, str):
+        raise TypeError(
+            f"optimizers must be a list of names such as ['sgd', 'kfac'], got the string "
+            f"{optimizers!r}"
+        )
     names = list(optimizers) if optimizers is not None else available_optimizers()
     if not names:
         raise CompareError(f"no optimizer given: choose from {', '.join(DEFAULTS)}")
     for name in names:
         resolve(name)  # fail before any training
-    if steps < 1 or batch_size < 1:
-        raise CompareError(f"steps and batch_size must be ≥ 1, got {steps} and {batch_size}")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise CompareError(f"optimizer {', '.join(map(repr, twice))} given twice")
+    _check_count("steps", steps, minimum=1)
+    _check_count("batch_size", batch_size, minimum=1)
+    _check_count("seed", seed, minimum=0)
+    unknown = sorted(set(hyperparameters or {}) - set(DEFAULTS))
+    if unknown:
+        raise CompareError(
+            f"hyperparameters for unknown optimizer {', '.join(map(repr, unknown))}: "
+            f"choose from {', '.join(DEFAULTS)}"
+        )
     spec = TASKS[task]
     split = spec.load(None if data is None else str(data))
+    results = CompareResults(task, spec.metric, [])
+    csv_path = None
+    if out is not None:
+        results.out = _prepare_out(out)  # a bad folder fails now, not after all the training
+        csv_path = results.out / "steps.csv"
     overrides = hyperparameters or {}
-    runs = [
-        _train(
+    for n in names:
+        run = _train(
             n,
             spec,
             split,
@@ -430,16 +487,13 @@ def compare(
             {**spec.hyperparameters.get(n, {}), **overrides.get(n, {})},
             progress,
         )
-        for n in names
-    ]
-    results = CompareResults(task, spec.metric, runs)
-    if out is not None:
+        results.runs.append(run)
+        if csv_path is not None:  # after every run: an interrupted comparison keeps these
+            _write_csv(results, csv_path)
+    if results.out is not None and csv_path is not None:
         from tinycurv.plotting import plot_losses
 
-        results.out = Path(out)
-        results.out.mkdir(parents=True, exist_ok=True)
-        csv_path = results.out / "steps.csv"
-        _write_csv(results, csv_path)
+        runs = results.runs
         labels = {r.optimizer: f"{r.optimizer} ({r.status})" for r in runs if r.status != "ok"}
         rows = results.rows()
         for x, fname, unit in (

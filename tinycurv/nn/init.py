@@ -22,6 +22,8 @@ def make_rng(rng: np.random.Generator | int | None) -> np.random.Generator:
 
 def uniform_parameter(shape: tuple[int, ...], fan_in: int, rng: Any, name: str) -> Tensor:
     """U(−1/√fan_in, 1/√fan_in): PyTorch's default for Linear and Conv2d weights and biases."""
+    if not fan_in >= 1:
+        raise ValueError(f"{name}: fan_in must be a positive integer, got {fan_in!r}")
     bound = 1.0 / math.sqrt(fan_in)
     data = make_rng(rng).uniform(-bound, bound, size=shape)
     return Tensor(asarray(data, dtype=get_default_dtype()), requires_grad=True, name=name)

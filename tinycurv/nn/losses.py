@@ -25,6 +25,14 @@ def _values(outputs: Any) -> Any:
     return D.primal(outputs.data if isinstance(outputs, Tensor) else outputs)
 
 
+def _check_batch(owner: str, outputs: Any) -> None:
+    """ValueError for outputs without a batch axis or with an empty batch (the mean is 0/0)."""
+    if outputs.ndim == 0:
+        raise ValueError(f"{owner}: outputs must have a batch axis, got a scalar")
+    if outputs.shape[0] == 0:
+        raise ValueError(f"{owner}: empty batch (0 samples), outputs of shape {outputs.shape}")
+
+
 def _generator(rng: Any) -> Any:
     return rng if hasattr(rng, "random") else default_rng(rng)
 
@@ -33,6 +41,7 @@ class MSELoss:
     """(1/b)·Σₙ ½‖f(xₙ) − yₙ‖²; the model's predictive distribution is N(f(x), I)."""
 
     def __call__(self, outputs: Tensor, targets: Any) -> Tensor:
+        _check_batch("MSELoss", outputs)
         y = targets if isinstance(targets, Tensor) else Tensor(asarray(targets))
         if y.shape != outputs.shape:
             raise ValueError(f"MSELoss: targets have shape {y.shape}, outputs {outputs.shape}")
@@ -71,11 +80,12 @@ class CrossEntropyLoss:
 
     def __call__(self, outputs: Tensor, targets: Any) -> Tensor:
         y = D.primal(targets.data if isinstance(targets, Tensor) else asarray(targets))
-        b = outputs.shape[0]
         if outputs.ndim != 2:
             raise ValueError(
                 f"CrossEntropyLoss: outputs must be (batch, classes), got {outputs.shape}"
             )
+        _check_batch("CrossEntropyLoss", outputs)
+        b = outputs.shape[0]
         if y.shape != (b,) or y.dtype.kind not in "iu":
             raise ValueError(
                 f"CrossEntropyLoss: targets must be integer labels of shape ({b},), "
@@ -84,14 +94,14 @@ class CrossEntropyLoss:
         m = outputs.shape[1]
         # range check on the host only: int(y.min()) of GPU labels is a device sync per call
         host = targets if is_host_array(targets) else y if backend_name() == "numpy" else None
-        if b and host is not None and (int(host.min()) < 0 or int(host.max()) >= m):
+        if host is not None and (int(host.min()) < 0 or int(host.max()) >= m):
             raise ValueError(
                 f"CrossEntropyLoss: labels must lie in [0, {m}), "
                 f"got [{int(host.min())}, {int(host.max())}]"
             )
         picked = ops.log_softmax(outputs, axis=1)[xp.arange(b), y]
         loss = -picked.sum() * (1.0 / b)
-        if host is None and b:  # GPU labels: NaN loss if any is out of range (CuPy wraps them)
+        if host is None:  # GPU labels: NaN loss if any is out of range (CuPy wraps them)
             bad = ((y < 0) | (y >= m)).any()
             loss = loss + xp.where(bad, xp.nan, 0.0).astype(outputs.dtype)
         return loss
