@@ -10,6 +10,7 @@ from tinycurv import nn
 from tinycurv.backend import asarray
 from tinycurv.checkpoint import CheckpointError
 from tinycurv.optim import SGD, Adam, Optimizer
+from tinycurv.optim.base import Hyperparameter, number
 
 K, M = 7, 6  # steps before and after the checkpoint
 
@@ -28,6 +29,9 @@ def _batches(n: int) -> list:
 
 class NoisySGD(Optimizer):
     """SGD plus Gaussian noise drawn from ``self.rng``: its trajectory depends on the RNG state."""
+
+    lr = Hyperparameter(number())
+    noise = Hyperparameter(number())
 
     def __init__(self, model, loss_fn, lr: float = 0.1, noise: float = 0.01, seed: int = 0):
         super().__init__(model, loss_fn, lr=lr, noise=noise)
@@ -96,6 +100,8 @@ def test_hyperparameters_keep_their_types(tmp_path):
 
 class Recorder(Optimizer):
     """Keeps what ``load_state_dict`` was given, to inspect the decoded structure."""
+
+    lr, betas, flag, nothing, name = (Hyperparameter() for _ in range(5))
 
     def load_state_dict(self, state):
         self.loaded = state

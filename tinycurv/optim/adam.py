@@ -18,8 +18,8 @@ import math
 from typing import Any
 
 from tinycurv.backend import xp
-from tinycurv.optim.base import Optimizer
-from tinycurv.optim.sgd import _check_nonnegative, _with_weight_decay
+from tinycurv.optim.base import Hyperparameter, Optimizer, beta_pair, number
+from tinycurv.optim.sgd import _with_weight_decay
 
 
 class Adam(Optimizer):
@@ -47,6 +47,11 @@ class Adam(Optimizer):
     ``state["m"]`` and ``state["v"]`` hold one array per parameter after the first step.
     """
 
+    lr = Hyperparameter(number())
+    betas = Hyperparameter(beta_pair)
+    eps = Hyperparameter(number())
+    weight_decay = Hyperparameter(number())
+
     def __init__(
         self,
         model: Any,
@@ -57,14 +62,8 @@ class Adam(Optimizer):
         weight_decay: float = 0.0,
         on_nonfinite: str = "raise",
     ) -> None:
-        _check_nonnegative("Adam", lr=lr, eps=eps, weight_decay=weight_decay)
-        betas = tuple(float(b) for b in betas)
-        if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
-            raise ValueError(f"Adam: betas must be two numbers in [0, 1), got {betas}")
-        hyperparameters = dict(lr=float(lr), betas=betas, eps=float(eps))
-        super().__init__(
-            model, loss_fn, on_nonfinite, **hyperparameters, weight_decay=float(weight_decay)
-        )
+        hp = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+        super().__init__(model, loss_fn, on_nonfinite, **hp)
 
     def _update(self, x: Any, y: Any) -> Any:
         loss, grads = self.loss_and_grad(x, y)

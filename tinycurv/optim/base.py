@@ -71,7 +71,8 @@ class Optimizer:
     on_nonfinite : {"raise", "skip"}
         What a step whose loss, gradient or update is not finite does (module docstring).
     **hyperparameters
-        Stored in ``self.hyperparameters`` and readable as attributes (``opt.lr``).
+        Values of the class's declared ``Hyperparameter`` attributes (checked, then stored in
+        ``self.hyperparameters``, which ``state_dict`` saves); an undeclared one is a TypeError.
     """
 
     def __init__(
@@ -82,15 +83,22 @@ class Optimizer:
         self.loss_fn = loss_fn
         self.params: list[Tensor] = model.parameters()
         self.on_nonfinite = on_nonfinite
-        self.hyperparameters = dict(hyperparameters)
+        self.hyperparameters: dict[str, Any] = self._checked(hyperparameters)
         self.t = 0
         self.state: dict[str, Any] = {}
 
-    def __getattr__(self, name: str) -> Any:
-        hp = self.__dict__.get("hyperparameters", {})
-        if name in hp:
-            return hp[name]
-        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+    def _checked(self, values: dict[str, Any]) -> dict[str, Any]:
+        """``values`` with every declared hyperparameter checked (raises naming the first bad)."""
+        out = {}
+        for name, value in values.items():
+            declared = getattr(type(self), name, None)
+            if not isinstance(declared, Hyperparameter):
+                raise TypeError(
+                    f"{type(self).__name__}: {name!r} is not a declared hyperparameter "
+                    f"(declare it as a class attribute: {name} = Hyperparameter(...))"
+                )
+            out[name] = declared.check(self, value)
+        return out
 
     # -- the interface ---------------------------------------------------------------------------
 
@@ -181,11 +189,13 @@ class Optimizer:
                 raise ValueError(
                     f"{name}.load_state_dict: buffer {key!r} does not fit this model's parameters"
                 )
+        saved = self._checked(state.get("hyperparameters", {}))
+        hyperparameters = {**self.hyperparameters, **saved}
         rng = getattr(self, "rng", None)
         if state.get("rng") is not None:
             rng = restore_generator(_fresh_copy(rng), state["rng"])
         self.t = int(state["t"])
-        self.hyperparameters.update(state.get("hyperparameters", {}))
+        self.hyperparameters = hyperparameters
         self.state = buffers
         if rng is not None:
             self.rng = rng
@@ -262,6 +272,68 @@ class Optimizer:
 # -- hyperparameters ------------------------------------------------------------------------------
 
 
+class Hyperparameter:
+    """A declared hyperparameter of an optimiser class, e.g. ``lr = Hyperparameter(number())``.
+
+    ``opt.lr`` reads ``opt.hyperparameters["lr"]`` (what ``state_dict`` saves); ``opt.lr = v``
+    and the constructor check ``v`` first with ``kind`` (``number``, ``integer``, ``choice``,
+    ``flag``), which raises ``ValueError``/``TypeError`` naming the optimiser and the argument.
+    """
+
+    def __init__(self, kind: Any = None) -> None:
+        self.kind = kind
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def check(self, opt: Any, value: Any) -> Any:
+        return value if self.kind is None else self.kind(type(opt).__name__, self.name, value)
+
+    def __get__(self, opt: Any, owner: type | None = None) -> Any:
+        if opt is None:
+            return self
+        try:
+            return opt.hyperparameters[self.name]
+        except KeyError:
+            raise AttributeError(f"{type(opt).__name__} has no {self.name!r} here") from None
+
+    def __set__(self, opt: Any, value: Any) -> None:
+        opt.hyperparameters[self.name] = self.check(opt, value)
+
+
+def number(**interval: Any) -> Any:
+    """A ``Hyperparameter`` kind: a float in an interval (``check_range``'s keywords)."""
+    return lambda owner, name, value: check_range(owner, name, value, **interval)
+
+
+def integer(low: int = 1) -> Any:
+    """A ``Hyperparameter`` kind: an int ≥ ``low``."""
+    return lambda owner, name, value: check_int(owner, name, value, low)
+
+
+def choice(*options: Any) -> Any:
+    """A ``Hyperparameter`` kind: one of ``options``."""
+    return lambda owner, name, value: check_choice(owner, name, value, options)
+
+
+def beta_pair(owner: str, name: str, value: Any) -> tuple[float, float]:
+    """A ``Hyperparameter`` kind: Adam's (β₁, β₂), two numbers in [0, 1)."""
+    try:
+        pair = tuple(value)
+    except TypeError:
+        pair = ()
+    if len(pair) != 2:
+        raise ValueError(f"{owner}: {name} must be two numbers in [0, 1), got {value!r}")
+    return tuple(check_range(owner, name, b, 0.0, 1.0, high_open=True) for b in pair)
+
+
+def flag(owner: str, name: str, value: Any) -> bool:
+    """A ``Hyperparameter`` kind: a bool."""
+    if not isinstance(value, bool | int) or value not in (0, 1):
+        raise TypeError(f"{owner}: {name} must be True or False, got {value!r}")
+    return bool(value)
+
+
 def check_range(
     owner: str,
     name: str,
@@ -303,7 +375,7 @@ def check_int(owner: str, name: str, value: Any, low: int = 1) -> int:
 
 def check_choice(owner: str, name: str, value: Any, choices: tuple) -> Any:
     """``value``; ValueError naming the choices unless it is one of them."""
-    if not isinstance(value, str | type(None)) or value not in choices:
+    if not any(value is c or (type(value) is type(c) and value == c) for c in choices):
         raise ValueError(f"{owner}: {name} must be one of {choices}, got {value!r}")
     return value
 

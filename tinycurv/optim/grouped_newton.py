@@ -69,7 +69,6 @@ smoothing, ``max(·, 0)``, plateau schedule included) gives the same trajectory 
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -79,7 +78,7 @@ import numpy as np
 from tinycurv.backend import asarray, asnumpy, is_array
 from tinycurv.curvature.grouped import check_groups, grouped_summary
 from tinycurv.curvature.grouped_step import grouped_newton_step
-from tinycurv.optim.base import Optimizer, check_range
+from tinycurv.optim.base import Hyperparameter, Optimizer, integer, number
 
 
 class GroupedNewton(Optimizer):
@@ -134,6 +133,19 @@ class GroupedNewton(Optimizer):
     rates, the solver's case).
     """
 
+    lr = Hyperparameter(number(low_open=True))
+    lam_int = Hyperparameter(number())
+    momentum = Hyperparameter(number(high=1.0))
+    dampening = Hyperparameter(number(high=1.0))
+    lr_momentum = Hyperparameter(number(high=1.0, high_open=True))
+    update_every = Hyperparameter(integer())
+    curvature_batch = Hyperparameter()
+    groups = Hyperparameter()
+    plateau_factor = Hyperparameter(number(high=1.0, low_open=True, high_open=True))
+    plateau_patience = Hyperparameter(integer(low=0))
+    plateau_threshold = Hyperparameter(number())
+    seed = Hyperparameter(integer(low=0))
+
     def __init__(
         self,
         model: Any,
@@ -153,21 +165,6 @@ class GroupedNewton(Optimizer):
         seed: int = 0,
         on_nonfinite: str = "raise",
     ) -> None:
-        _check_range("lr", lr, 0.0, math.inf, low_open=True)
-        _check_range("lam_int", lam_int, 0.0, math.inf)
-        _check_range("momentum", momentum, 0.0, 1.0)
-        _check_range("dampening", dampening, 0.0, 1.0)
-        _check_range("lr_momentum", lr_momentum, 0.0, 1.0, high_open=True)
-        _check_range("plateau_factor", plateau_factor, 0.0, 1.0, low_open=True, high_open=True)
-        _check_range("plateau_threshold", plateau_threshold, 0.0, math.inf)
-        if int(update_every) != update_every or update_every < 1:
-            raise ValueError(
-                f"GroupedNewton: update_every must be an integer ≥ 1, got {update_every!r}"
-            )
-        if int(plateau_patience) != plateau_patience or plateau_patience < 0:
-            raise ValueError(
-                f"GroupedNewton: plateau_patience must be an integer ≥ 0, got {plateau_patience!r}"
-            )
         params = model.parameters()
         groups = check_groups(groups, len(params))
 
@@ -209,20 +206,20 @@ class GroupedNewton(Optimizer):
             model,
             loss_fn,
             on_nonfinite,
-            lr=float(lr),
-            lam_int=float(lam_int),
-            momentum=float(momentum),
-            dampening=float(dampening),
-            lr_momentum=float(lr_momentum),
-            update_every=int(update_every),
+            lr=lr,
+            lam_int=lam_int,
+            momentum=momentum,
+            dampening=dampening,
+            lr_momentum=lr_momentum,
+            update_every=update_every,
             curvature_batch=source,
             groups=groups,
-            plateau_factor=float(plateau_factor),
-            plateau_patience=int(plateau_patience),
-            plateau_threshold=float(plateau_threshold),
-            seed=int(seed),
+            plateau_factor=plateau_factor,
+            plateau_patience=plateau_patience,
+            plateau_threshold=plateau_threshold,
+            seed=seed,
         )
-        self.rng = np.random.default_rng(int(seed))
+        self.rng = np.random.default_rng(self.seed)
         self.history: dict[str, list[Any]] = {"rates": [], "updates": []}
 
     # -- one step --------------------------------------------------------------------------------
@@ -317,22 +314,12 @@ class GroupedNewton(Optimizer):
         reduced = bad > self.plateau_patience
         if reduced:
             factor = self.plateau_factor
-            self.hyperparameters["lr"] = self.lr * factor
+            self.lr = self.lr * factor
             if "rates" in self.state:
                 self.state["rates"] = [factor * r for r in self.state["rates"]]
             best, bad = current, 0
         self.state.update(best_loss=best, bad_epochs=bad)
         return reduced
-
-    @property
-    def groups(self) -> list[list[int]]:
-        """The partition in use: group s lists the indices of its parameters."""
-        return self.hyperparameters["groups"]
-
-
-def _check_range(name: str, value: float, low: float, high: float, **open_ends: bool) -> None:
-    """ValueError unless ``value`` is a finite number in the interval (``check_range``)."""
-    check_range("GroupedNewton", name, value, low, high, **open_ends)
 
 
 def _to_backend(a: Any) -> Any:

@@ -84,7 +84,7 @@ from typing import Any
 from tinycurv.backend import xp
 from tinycurv.curvature.kfac import MODES, curvature_layers, layer_statistics
 from tinycurv.optim.adam import adam_steps
-from tinycurv.optim.base import Optimizer, check_range, make_generator
+from tinycurv.optim.base import Hyperparameter, Optimizer, choice, integer, make_generator, number
 from tinycurv.optim.sgd import _check_nonnegative, _with_weight_decay, momentum_directions
 
 __all__ = ["BASES", "ISAAC", "LAYER_CHOICES", "HyperparameterError"]
@@ -157,6 +157,21 @@ class ISAAC(Optimizer):
     >>> opt = ISAAC(model, loss_fn, 1e-3, 1.0, lam_g=1.0, base="adam", betas=(0.9, 0.99))
     """
 
+    lr = Hyperparameter(number())
+    lam_a = Hyperparameter(number(low_open=True, allow_inf=True))
+    lam_g = Hyperparameter(number(low_open=True, allow_inf=True))
+    layers = Hyperparameter()
+    base = Hyperparameter()
+    g_bar_mode = Hyperparameter(choice(*MODES))
+    mc_samples = Hyperparameter(integer())
+    seed = Hyperparameter()
+    # the base rule's (checked by _base_hyperparameters); only those of the chosen base are set
+    momentum = Hyperparameter()
+    nesterov = Hyperparameter()
+    betas = Hyperparameter()
+    eps = Hyperparameter()
+    weight_decay = Hyperparameter()
+
     def __init__(
         self,
         model: Any,
@@ -174,24 +189,17 @@ class ISAAC(Optimizer):
         on_nonfinite: str = "raise",
         **base_hyperparameters: Any,
     ) -> None:
-        _check_nonnegative("ISAAC", lr=lr)
-        for name, lam in (("lam_a", lam_a), ("lam_g", lam_g)):
-            check_range("ISAAC", name, lam, low_open=True, allow_inf=True)
-        if g_bar_mode not in MODES:
-            raise ValueError(f"ISAAC: g_bar_mode must be one of {MODES}, got {g_bar_mode!r}")
-        if isinstance(mc_samples, bool) or int(mc_samples) != mc_samples or mc_samples < 1:
-            raise ValueError(f"ISAAC: mc_samples must be an integer ≥ 1, got {mc_samples!r}")
         super().__init__(
             model,
             loss_fn,
             on_nonfinite,
-            lr=float(lr),
-            lam_a=float(lam_a),
-            lam_g=float(lam_g),
+            lr=lr,
+            lam_a=lam_a,
+            lam_g=lam_g,
             layers=_normalise_layers(layers),
             base=base,
             g_bar_mode=g_bar_mode,
-            mc_samples=int(mc_samples),
+            mc_samples=mc_samples,
             seed=seed,
             **_base_hyperparameters(base, base_hyperparameters),
         )

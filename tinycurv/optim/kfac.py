@@ -52,13 +52,15 @@ from tinycurv.curvature.kfac import (
 from tinycurv.curvature.linalg import check_factors, cho_apply, cho_factor
 from tinycurv.nn.layers import Linear
 from tinycurv.optim.base import (
+    Hyperparameter,
     NonFiniteError,
     Optimizer,
     SkipStep,
-    check_choice,
-    check_int,
-    check_range,
+    choice,
+    flag,
+    integer,
     make_generator,
+    number,
 )
 
 __all__ = ["KFAC"]
@@ -120,6 +122,20 @@ class KFAC(Optimizer):
     ``tinycurv.backend.SavableGenerator``).
     """
 
+    lr = Hyperparameter(number(low_open=True))
+    damping = Hyperparameter(number())
+    mode = Hyperparameter(choice(*MODES))
+    inv_every = Hyperparameter(integer())
+    factor_every = Hyperparameter(integer())
+    ema_decay = Hyperparameter(number(high=1.0, high_open=True))
+    momentum = Hyperparameter(number())
+    pi_correction = Hyperparameter(flag)
+    solver = Hyperparameter(choice(*SOLVERS))
+    mc_samples = Hyperparameter(integer())
+    seed = Hyperparameter()
+    weight_decay = Hyperparameter(number())
+    on_failure = Hyperparameter(choice("skip", "raise"))
+
     def __init__(
         self,
         model: Any,
@@ -140,39 +156,22 @@ class KFAC(Optimizer):
         on_failure: str = "skip",
         on_nonfinite: str = "raise",
     ) -> None:
-        check_range("KFAC", "lr", lr, low_open=True)
-        for name, value in (
-            ("damping", damping),
-            ("momentum", momentum),
-            ("weight_decay", weight_decay),
-        ):
-            check_range("KFAC", name, value)
-        check_range("KFAC", "ema_decay", ema_decay, 0.0, 1.0, high_open=True)
-        check_choice("KFAC", "mode", mode, MODES)
-        check_choice("KFAC", "solver", solver, SOLVERS)
-        check_choice("KFAC", "on_failure", on_failure, ("skip", "raise"))
-        for name, value in (
-            ("inv_every", inv_every),
-            ("factor_every", factor_every),
-            ("mc_samples", mc_samples),
-        ):
-            check_int("KFAC", name, value)
         super().__init__(
             model,
             loss_fn,
             on_nonfinite,
-            lr=float(lr),
-            damping=float(damping),
+            lr=lr,
+            damping=damping,
             mode=mode,
-            inv_every=int(inv_every),
-            factor_every=int(factor_every),
-            ema_decay=float(ema_decay),
-            momentum=float(momentum),
-            pi_correction=bool(pi_correction),
+            inv_every=inv_every,
+            factor_every=factor_every,
+            ema_decay=ema_decay,
+            momentum=momentum,
+            pi_correction=pi_correction,
             solver=solver,
-            mc_samples=int(mc_samples),
+            mc_samples=mc_samples,
             seed=seed,
-            weight_decay=float(weight_decay),
+            weight_decay=weight_decay,
             on_failure=on_failure,
         )
         self.rng = make_generator(seed, rng)

@@ -100,7 +100,15 @@ from tinycurv import dual as D
 from tinycurv.backend import asnumpy, xp
 from tinycurv.curvature.sfn import SCALE_TOO_SMALL, power_iteration_scale, series_operator
 from tinycurv.functional import hvp, value_and_grad
-from tinycurv.optim.base import NonFiniteError, Optimizer, SkipStep
+from tinycurv.optim.base import (
+    Hyperparameter,
+    NonFiniteError,
+    Optimizer,
+    SkipStep,
+    flag,
+    integer,
+    number,
+)
 from tinycurv.tensor import no_grad
 
 Vector = list[Any]
@@ -156,6 +164,20 @@ class SeriesSFN(Optimizer):
     (of the last step tried) and ``"rejected"`` (the number of steps undone).
     """
 
+    order = Hyperparameter(integer())
+    acceleration = Hyperparameter(integer(low=0))
+    damping = Hyperparameter(number())
+    scale = Hyperparameter()
+    adaptive = Hyperparameter(flag)
+    lr = Hyperparameter(number())
+    momentum = Hyperparameter(number())
+    damping_decay = Hyperparameter(number(high=1.0, low_open=True, high_open=True))
+    min_damping = Hyperparameter(number())
+    initial_scale = Hyperparameter(number(low_open=True))
+    power_iters = Hyperparameter(integer())
+    seed = Hyperparameter(integer(low=0))
+    reject_uphill = Hyperparameter(flag)
+
     def __init__(
         self,
         model: Any,
@@ -186,30 +208,23 @@ class SeriesSFN(Optimizer):
             if isinstance(scale, str) or not (math.isfinite(float(scale)) and float(scale) > 0):
                 raise ValueError(f"SeriesSFN: scale must be None, 'power' or > 0, got {scale!r}")
             scale = float(scale)
-        _check(damping=damping, min_damping=min_damping, lr=lr, momentum=momentum)
-        if not 0.0 < damping_decay < 1.0:
-            raise ValueError(f"SeriesSFN: damping_decay ω must lie in (0, 1), got {damping_decay}")
-        if not (math.isfinite(initial_scale) and initial_scale > 0):
-            raise ValueError(f"SeriesSFN: initial_scale must be > 0, got {initial_scale}")
-        if int(power_iters) != power_iters or power_iters < 1:
-            raise ValueError(f"SeriesSFN: power_iters must be an integer ≥ 1, got {power_iters}")
         super().__init__(
             model,
             loss_fn,
             on_nonfinite,
-            order=int(order),
-            acceleration=int(acceleration),
-            damping=float(damping),
+            order=order,
+            acceleration=acceleration,
+            damping=damping,
             scale=scale,
-            adaptive=bool(adaptive),
-            lr=float(lr),
-            momentum=float(momentum),
-            damping_decay=float(damping_decay),
-            min_damping=float(min_damping),
-            initial_scale=float(initial_scale),
-            power_iters=int(power_iters),
-            seed=int(seed),
-            reject_uphill=bool(reject_uphill),
+            adaptive=adaptive,
+            lr=lr,
+            momentum=momentum,
+            damping_decay=damping_decay,
+            min_damping=min_damping,
+            initial_scale=initial_scale,
+            power_iters=power_iters,
+            seed=seed,
+            reject_uphill=reject_uphill,
         )
 
     # -- one step --------------------------------------------------------------------------------
@@ -504,9 +519,3 @@ def _combine(alpha: float, u: Vector, mu: float, delta_prev: Vector | None) -> V
     if delta_prev is None or mu == 0:
         return [alpha * ui for ui in u]
     return [alpha * ui + mu * di for ui, di in zip(u, delta_prev, strict=True)]
-
-
-def _check(**values: float) -> None:
-    for name, value in values.items():
-        if not (math.isfinite(float(value)) and value >= 0):
-            raise ValueError(f"SeriesSFN: {name} must be finite and ≥ 0, got {value!r}")

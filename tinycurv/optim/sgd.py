@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tinycurv.optim.base import Optimizer, check_range
+from tinycurv.optim.base import Hyperparameter, Optimizer, check_range, flag, number
 
 
 class SGD(Optimizer):
@@ -45,6 +45,11 @@ class SGD(Optimizer):
     ``momentum > 0`` has run.
     """
 
+    lr = Hyperparameter(number())
+    momentum = Hyperparameter(number())
+    weight_decay = Hyperparameter(number())
+    nesterov = Hyperparameter(flag)
+
     def __init__(
         self,
         model: Any,
@@ -55,18 +60,10 @@ class SGD(Optimizer):
         nesterov: bool = False,
         on_nonfinite: str = "raise",
     ) -> None:
-        _check_nonnegative("SGD", lr=lr, momentum=momentum, weight_decay=weight_decay)
-        if nesterov and momentum <= 0:
+        hp = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
+        super().__init__(model, loss_fn, on_nonfinite, **hp)
+        if self.nesterov and self.momentum <= 0:
             raise ValueError("SGD: nesterov=True needs momentum > 0")
-        super().__init__(
-            model,
-            loss_fn,
-            on_nonfinite,
-            lr=float(lr),
-            momentum=float(momentum),
-            weight_decay=float(weight_decay),
-            nesterov=bool(nesterov),
-        )
 
     def _update(self, x: Any, y: Any) -> Any:
         loss, grads = self.loss_and_grad(x, y)
