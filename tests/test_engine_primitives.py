@@ -421,6 +421,17 @@ INDEXING = {
     "2-d-index-array": ((5, 2), lambda x: x[np.array([[0, 4], [4, 4]])]),
     "int-and-array": ((3, 4, 2), lambda x: x[1, [0, 0, 3]]),
     "boolean-mask": ((3, 4), lambda x: x[np.arange(12).reshape(3, 4) % 3 == 0]),
+    # advanced indices (ints count, with arrays) separated by a slice, None or `...`: NumPy moves
+    # the advanced axes to the front, so a batched tangent must not just get a leading slice
+    "int-slice-array": ((2, 3, 5), lambda x: x[0, :, np.array([0, 2, 4, 4])]),
+    "array-slice-array": ((3, 2, 4), lambda x: x[np.array([0, 2]), :, np.array([1, 3])]),
+    "array-newaxis-array": (
+        (3, 4),
+        lambda x: x[np.array([0, 2, 2, 1]), None, np.array([1, 3, 1, 0])],
+    ),
+    "array-ellipsis-array": ((3, 2, 2, 4), lambda x: x[np.array([1, 1]), ..., np.array([0, 3])]),
+    "negative-int-slice-list": ((2, 3, 4), lambda x: x[-1, 1:, [3, -4, 3, 0]]),
+    "mask-slice-int": ((3, 4, 2), lambda x: x[np.array([True, False, True]), :, -1]),
 }
 
 
@@ -449,6 +460,70 @@ def test_gradient_of_repeated_index_counts_repeats():
     np.testing.assert_array_equal(tc.asnumpy(g), [3.0, 0.0, 1.0, 0.0])
     (g,) = tc.grad(lambda: ops.take(x, Tensor(asarray(np.array([3, 3]))), axis=0).sum(), [x])
     np.testing.assert_array_equal(tc.asnumpy(g), [0.0, 0.0, 0.0, 2.0])
+
+
+# ----------------------------------------------------------------------------- negative axes
+
+NEGATIVE_AXES = {  # (shape, op, NumPy reference)
+    "transpose(-1, -2)": ((3, 4), lambda x: x.transpose(-1, -2), lambda a: a.T),
+    "ops.transpose((0, -1, 1))": (
+        (2, 3, 4),
+        lambda x: ops.transpose(x, (0, -1, 1)),
+        lambda a: a.transpose(0, 2, 1),
+    ),
+    "transpose(-1, -3, -2)": (
+        (2, 3, 4),
+        lambda x: x.transpose(-1, -3, -2),
+        lambda a: a.transpose(2, 0, 1),
+    ),
+    "1-d transpose(-1)": ((4,), lambda x: x.transpose(-1), lambda a: a),
+    "x @ x.transpose(0, -1, -2)": (
+        (2, 3, 4),
+        lambda x: x @ x.transpose(0, -1, -2),
+        lambda a: a @ a.transpose(0, 2, 1),
+    ),
+    "sum(-1)": ((2, 3, 4), lambda x: x.sum(axis=-1), lambda a: a.sum(axis=2)),
+    "sum((-1, 0), keepdims)": (
+        (2, 3, 4),
+        lambda x: x.sum(axis=(-1, 0), keepdims=True),
+        lambda a: a.sum(axis=(2, 0), keepdims=True),
+    ),
+    "mean(-2)": ((2, 3, 4), lambda x: ops.mean(x, axis=-2), lambda a: a.mean(axis=1)),
+    "mean((-3, -1), keepdims)": (
+        (2, 3, 4),
+        lambda x: x.mean(axis=(-3, -1), keepdims=True),
+        lambda a: a.mean(axis=(0, 2), keepdims=True),
+    ),
+    "logsumexp(-2)": (
+        (2, 3, 4),
+        lambda x: x.logsumexp(axis=-2),
+        lambda a: _logsumexp(a, 1, False),
+    ),
+    "logsumexp(-3, keepdims)": (
+        (2, 3, 4),
+        lambda x: ops.logsumexp(x, axis=-3, keepdims=True),
+        lambda a: _logsumexp(a, 0, True),
+    ),
+    "log_softmax(-2)": (
+        (2, 3, 4),
+        lambda x: x.log_softmax(axis=-2),
+        lambda a: a - _logsumexp(a, 1, True),
+    ),
+    "take(axis=-2)": (
+        (3, 4, 2),
+        lambda x: ops.take(x, [3, 0, 3], axis=-2),
+        lambda a: a[:, [3, 0, 3]],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(NEGATIVE_AXES))
+def test_negative_axes(name):
+    """Axes counted from the end: values, gradients, JVPs, HVPs and batched HVPs."""
+    shape, op, ref = NEGATIVE_AXES[name]
+    x = normal(np.random.default_rng(4), shape)
+    check_value(op, ref, [x])
+    check_derivatives(op, [x], 5)
 
 
 # ----------------------------------------------------------------------------- compositions
@@ -656,6 +731,22 @@ DUAL_UNARY_BATCHED = {
     "matmul-lower-rank-right": ((4, 5), lambda a: D.matmul(asarray(np.ones((2, 3, 4))), a)),
     "power": ((2, 3), lambda a: D.power(D.add(D.mul(a, a), 1.0), 1.5)),
     "per_sample_linear": ((3, 4), lambda a: D.per_sample_linear(lambda z: z[:, ::-1] * 2.0, a)),
+    # a sample mapped to several rows (as im2col maps it to one row per window)
+    "per_sample_linear-rows": (
+        (3, 2, 4),
+        lambda a: D.per_sample_linear(lambda z: z.reshape(-1, z.shape[-1]) * 2.0, a),
+    ),
+    "transpose-negative": ((2, 3, 4), lambda a: D.transpose(a, (-1, 0, -2))),
+    "sum-negative-tuple": ((2, 3, 4), lambda a: D.sum(a, axis=(-1, -3))),
+    "getitem-non-adjacent": ((2, 3, 4), lambda a: D.getitem(a, (0, slice(None), [0, 2, 3, 3]))),
+    "getitem-ellipsis-between-arrays": (
+        (3, 2, 4),
+        lambda a: D.getitem(a, ([1, 1, 0], Ellipsis, [0, 3, 3])),
+    ),
+    "index_add-non-adjacent": (
+        (4, 3),
+        lambda a: D.index_add((2, 3, 5), (-1, slice(None), [0, 4, 4, 1]), a),
+    ),
 }
 
 

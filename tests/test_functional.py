@@ -540,3 +540,121 @@ def test_hvps_are_writeable_and_independent():
     # H = [[2I, 2I], [2I, 2I]] on (a, b)
     np.testing.assert_array_equal(tc.asnumpy(hvps[1]), np.full(3, 4.0))
     np.testing.assert_array_equal(tc.asnumpy(hvps[2]), np.full((2, 3), 13.0))  # 2·(Σ ones) + 1
+
+
+# ----------------------------------------------------------------------------- parameters
+
+
+def test_a_non_leaf_parameter_is_differentiated_as_an_input():
+    """Like ``torch.autograd.grad``: b = 2a is differentiated as it stands, the tape above it
+    (Mul) untouched, and nothing is written into the leaf's ``.grad``.
+
+    L = Σ b³ + Σ a·b with a fixed: ∂L/∂b = 3b² + a, ∂²L/∂b² v = 6 b ⊙ v, and along v
+    φ(t) = L(b + t v) has φ'' = 6 Σ b v², φ''' = 6 Σ v³.
+    """
+    an = np.array([0.5, -1.0, 2.0])
+    a = leaf(an)
+    b = a * 2.0
+    bn, vn = 2.0 * an, np.array([1.0, 0.5, -2.0])
+    v = asarray(vn)
+    closure = lambda: (b**3).sum() + (a * b).sum()
+    value = float(np.sum(bn**3) + np.sum(an * bn))
+    assert_close(tc.grad(closure, [b])[0], 3 * bn**2 + an)
+    val, (g,) = tc.value_and_grad(closure, [b])
+    assert float(val) == pytest.approx(value, rel=EXACT)
+    assert_close(g, 3 * bn**2 + an)
+    assert_close(tc.hvp(closure, [b], [v])[0], 6 * bn * vn)
+    vs = asarray(np.stack([vn, -vn, np.ones(3)]))
+    assert_close(tc.hvp(closure, [b], [vs], batched=True)[0], 6 * bn * tc.asnumpy(vs))
+    _, jv = tc.jvp(closure, [b], [v])
+    assert float(jv) == pytest.approx(float(np.sum((3 * bn**2 + an) * vn)), rel=EXACT)
+    phi = tc.taylor(closure, [b], [v], order=3)
+    assert phi[2] == pytest.approx(6 * np.sum(bn * vn**2), rel=EXACT)
+    assert phi[3] == pytest.approx(6 * np.sum(vn**3), rel=EXACT)
+    # the leaf was not written to, and b is still on the tape
+    assert a.grad is None and b.grad is None
+    assert type(b.creator).__name__ == "Mul" and b.parents[0] is a
+    b.sum().backward()
+    np.testing.assert_array_equal(tc.asnumpy(a.grad), np.full(3, 2.0))
+
+
+def test_a_parameter_computed_from_another_raises():
+    """With both a and b = f(a) as parameters, the path a → b would be cut: a clear error."""
+    a = leaf(np.array([0.5, -1.0, 2.0]))
+    c = (a * 2.0).tanh()  # two steps above: Mul, then Tanh
+    closure = lambda: (c**2).sum() + a.sum()
+    v = [asarray(np.ones(3)), asarray(np.ones(3))]
+    for what, call in (
+        ("grad", lambda: tc.grad(closure, [a, c])),
+        ("value_and_grad", lambda: tc.value_and_grad(closure, [a, c])),
+        ("jvp", lambda: tc.jvp(closure, [a, c], v)),
+        ("hvp", lambda: tc.hvp(closure, [a, c], v)),
+        ("taylor", lambda: tc.taylor(closure, [a, c], v)),
+    ):
+        with pytest.raises(ValueError, match=rf"{what}: params\[1\] was computed from params\[0\]"):
+            call()
+    with pytest.raises(ValueError, match="Tanh"):  # the order of the list does not matter
+        tc.grad(closure, [c, a])
+    assert a.grad is None
+
+
+def test_integer_parameters_raise_instead_of_truncating_directions():
+    p = Tensor(asarray(np.arange(3)), requires_grad=True)
+    closure = lambda: (p * 1.5).sum()
+    half = [asarray(np.full(3, 0.5))]
+    for what, call in (
+        ("grad", lambda: tc.grad(closure, [p])),
+        ("value_and_grad", lambda: tc.value_and_grad(closure, [p])),
+        ("jvp", lambda: tc.jvp(closure, [p], half)),
+        ("hvp", lambda: tc.hvp(closure, [p], half)),
+        ("hvp", lambda: tc.hvp(closure, [p], [asarray(np.full((2, 3), 0.5))], batched=True)),
+        ("taylor", lambda: tc.taylor(closure, [p], half)),
+    ):
+        with pytest.raises(TypeError, match=rf"{what}: parameter 0 has integer dtype int64"):
+            call()
+    assert p.grad is None and p.data.dtype == np.int64
+
+
+def test_float32_parameters_keep_their_dtype_along_float64_directions():
+    p = Tensor(asarray(np.array([0.5, -1.0, 2.0]), dtype=np.float32), requires_grad=True)
+    closure = lambda: (p**3).sum()
+    v = asarray(np.array([1.0, 0.5, -2.0]))  # float64
+    (hv,) = tc.hvp(closure, [p], [v])
+    assert hv.dtype == np.float32
+    np.testing.assert_allclose(tc.asnumpy(hv), 6 * np.array([0.5, -1.0, 2.0]) * tc.asnumpy(v))
+    _, jv = tc.jvp(closure, [p], [v])
+    assert jv.dtype == np.float32
+
+
+def test_transforms_write_no_gradient_into_other_leaves():
+    """Only ``params`` are differentiated: a leaf outside them keeps its ``.grad`` (no dual is
+    left in it by an HVP), and the parameters' own ``.grad`` are restored."""
+    a, b = leaf(np.array([1.0, 2.0])), leaf(np.array([3.0, -1.0]))
+    before_a, before_b = asarray(np.full(2, 7.0)), asarray(np.full(2, 9.0))
+    a.grad, b.grad = before_a, before_b
+    closure = lambda: ((a * b).sum()) ** 2  # (a·b)²: ∇_a = 2(a·b) b, H_aa = 2 b bᵀ
+    ones = [asarray(np.ones(2))]
+    assert_close(tc.grad(closure, [a])[0], 2 * 1.0 * np.array([3.0, -1.0]))
+    assert_close(tc.hvp(closure, [a], ones)[0], 2 * np.array([3.0, -1.0]) * 2.0)
+    tc.hvp(closure, [a], [asarray(np.ones((3, 2)))], batched=True)
+    tc.value_and_grad(closure, [a])
+    assert a.grad is before_a and b.grad is before_b
+    b.grad = None
+    (a * b).sum().backward(inputs=[b])
+    assert a.grad is before_a
+    np.testing.assert_array_equal(tc.asnumpy(b.grad), [1.0, 2.0])
+
+
+def test_a_parameter_given_twice_raises():
+    """[a, a] with directions v₁, v₂ would silently keep only v₂ (a has one value)."""
+    a = leaf(np.array([0.5, -1.0]))
+    closure = lambda: (a**3).sum()
+    v = [asarray(np.ones(2)), asarray(np.full(2, 2.0))]
+    for call in (
+        lambda: tc.grad(closure, [a, a]),
+        lambda: tc.jvp(closure, [a, a], v),
+        lambda: tc.hvp(closure, [a, a], v),
+        lambda: tc.taylor(closure, [a, a], v),
+    ):
+        with pytest.raises(ValueError, match=r"params\[1\] is params\[0\]"):
+            call()

@@ -332,3 +332,108 @@ def test_bad_inputs_raise():
         nn.MaxPool2d(2)(asarray(np.zeros((2, 4, 4))))
     with pytest.raises(ValueError, match="padding"):
         nn.AvgPool2d(2, padding=2)
+
+
+# == input checks at the boundary (tests/test_input_errors.py has the bad inputs) ==============
+# Windows that exactly fit the (padded) input, just inside what the new checks reject, still
+# give the loop values and finite-difference gradients.
+
+EDGE_LAYERS = {
+    "maxpool-window-equals-input": (lambda: nn.MaxPool2d(3), (2, 1, 3, 3)),
+    "maxpool-window-fits-by-padding": (lambda: nn.MaxPool2d(3, stride=1, padding=1), (1, 2, 1, 2)),
+    "avgpool-window-fits-by-padding": (lambda: nn.AvgPool2d((3, 2), padding=1), (1, 1, 1, 1)),
+    "conv-kernel-equals-input": (lambda: nn.Conv2d(2, 3, (2, 3), rng=0), (2, 2, 2, 3)),
+    "conv-numpy-integer-sizes": (
+        lambda: nn.Conv2d(np.int64(1), np.int32(2), np.int64(2), stride=np.int64(1), rng=0),
+        (1, 1, 3, 3),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(EDGE_LAYERS))
+def test_edge_windows_match_loops_and_finite_differences(name, monkeypatch):
+    monkeypatch.setitem(LAYERS, name, EDGE_LAYERS[name])
+    layer, x, params, closure = _setup(name)
+    got = tc.asnumpy(layer(x).data)
+    xs = tc.asnumpy(x.data)
+    if isinstance(layer, nn.Conv2d):
+        b = None if layer.bias is None else tc.asnumpy(layer.bias.data)
+        want = conv_loop(xs, tc.asnumpy(layer.weight.data), b, layer.stride, layer.padding)
+    else:
+        is_max = isinstance(layer, nn.MaxPool2d)
+        reduce, fill = (np.max, -np.inf) if is_max else (np.mean, 0.0)
+        want = pool_loop(xs, layer.kernel_size, layer.stride, layer.padding, reduce, fill)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-13)
+    want_grad = fd_grad(loss_function(closure, params), data_of(params))
+    assert rel_err(tc.grad(closure, params), want_grad) < GRAD_RTOL
+
+
+def test_checked_sizes_are_stored_as_python_ints():
+    conv = nn.Conv2d(np.int64(2), 3, [np.int64(3), 1], stride=(np.int32(2), 1), padding=[0, 1])
+    assert conv.kernel_size == (3, 1) and conv.stride == (2, 1) and conv.padding == (0, 1)
+    assert all(type(v) is int for v in (*conv.kernel_size, *conv.stride, conv.in_channels))
+    assert repr(conv) == "Conv2d(2, 3, kernel_size=(3, 1), stride=(2, 1), padding=(0, 1))"
+    assert nn.MaxPool2d((2, 3)).stride == (2, 3)  # the stride defaults to the kernel, per axis
+
+
+# == end of the input-check block ===============================================================
+
+
+# -- batched HVPs through chains of convolutions and pooling -----------------------------------
+
+# Unfold maps N samples to N·oh·ow rows and Patches adds window axes: with k directions folded
+# into the sample axis, the result must be split by its own shape. The input of every layer after
+# the first depends on the parameters, and x is a parameter too (so the first one's does as well).
+CHAINS = {
+    "conv-tanh-conv": lambda: nn.Sequential(
+        nn.Conv2d(1, 2, 3, rng=0),
+        nn.Tanh(),
+        nn.Conv2d(2, 2, 3, rng=1),
+        nn.Flatten(),
+        nn.Linear(8, 3, rng=2),
+    ),
+    "conv-maxpool-conv": lambda: nn.Sequential(
+        nn.Conv2d(1, 2, 3, padding=1, rng=0),
+        nn.MaxPool2d(2),
+        nn.Conv2d(2, 2, 2, rng=1),
+        nn.Flatten(),
+        nn.Linear(8, 3, rng=2),
+    ),
+    "conv-sigmoid-avgpool-pad1": lambda: nn.Sequential(
+        nn.Conv2d(1, 3, 3, rng=0),
+        nn.Sigmoid(),
+        nn.AvgPool2d(3, stride=1, padding=1),
+        nn.Flatten(),
+        nn.Linear(48, 3, rng=2),
+    ),
+    "conv-relu-maxpool-conv-stride2": lambda: nn.Sequential(
+        nn.Conv2d(1, 2, 2, rng=0),
+        nn.ReLU(),
+        nn.MaxPool2d(3, stride=1, padding=1),
+        nn.Conv2d(2, 3, 3, stride=2, padding=1, rng=1),
+        nn.Flatten(),
+        nn.Linear(27, 3, rng=2),
+    ),
+}
+
+
+@pytest.mark.parametrize("with_input", [False, True], ids=["params", "params-and-input"])
+@pytest.mark.parametrize("name", list(CHAINS))
+def test_batched_hvp_through_conv_and_pool_chains(name, with_input):
+    """``hvp(…, batched=True)`` equals the k single HVPs (1e-12) and finite differences."""
+    model = CHAINS[name]()
+    rng = np.random.default_rng(3)
+    x = Tensor(asarray(rng.standard_normal((2, 1, 6, 6))), requires_grad=with_input)
+    params = ([x] if with_input else []) + list(model.parameters())
+    closure = lambda: (model(x) ** 2).sum()
+    k = 3
+    vs = [asarray(rng.standard_normal((k,) + p.shape)) for p in params]
+    hb = tc.hvp(closure, params, vs, batched=True)
+    assert [h.shape for h in hb] == [(k,) + p.shape for p in params]
+    g = grad_function(closure, params)
+    for j in range(k):
+        vj = [v[j] for v in vs]
+        one = tc.hvp(closure, params, vj)
+        assert rel_err([h[j] for h in hb], one) < 1e-12
+        assert rel_err(one, fd_hvp(g, data_of(params), vj)) < HVP_RTOL

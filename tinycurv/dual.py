@@ -368,10 +368,11 @@ def reshape(x: Any, new_shape: Sequence[int]) -> Any:
 
 
 def transpose(x: Any, axes: Sequence[int] | None = None) -> Any:
-    """Permute axes (None: reverse them)."""
+    """Permute axes (None: reverse them; negative axes count from the end)."""
     if not isinstance(x, Dual):
         return xp.transpose(x, axes)
-    axes = tuple(reversed(range(ndim(x.primal)))) if axes is None else tuple(axes)
+    nd = ndim(x.primal)
+    axes = tuple(reversed(range(nd))) if axes is None else tuple(a % nd for a in axes)
     t_axes = (0,) + tuple(a + 1 for a in axes) if is_batched(x) else axes
     return Dual(transpose(x.primal, axes), transpose(x.tangent, t_axes))
 
@@ -397,26 +398,59 @@ def _index(idx: Any) -> tuple:
     return idx if isinstance(idx, tuple) else (idx,)
 
 
+def _k_first_works(idx: tuple) -> bool:
+    """Whether ``(slice(None),) + idx`` indexes a batched tangent as ``idx`` indexes its value.
+
+    It does unless ``idx`` holds advanced indices (arrays, lists, masks; with them, ints too)
+    that are not adjacent: NumPy moves those to the front, in front of the k axis too.
+    """
+    picks = [i for i, j in enumerate(idx) if not (j is None or j is Ellipsis or type(j) is slice)]
+    if all(isinstance(idx[i], int) and not isinstance(idx[i], bool) for i in picks):
+        return True  # basic indexing only
+    return picks[-1] - picks[0] == len(picks) - 1
+
+
+def _k_index(idx: tuple) -> tuple:
+    """``idx`` for a tangent whose k axis was moved last (``...`` must not swallow that axis)."""
+    return idx + (slice(None),) if any(j is Ellipsis for j in idx) else idx
+
+
+def _k_last(t: Any) -> Any:
+    return transpose(t, tuple(range(1, ndim(t))) + (0,))
+
+
+def _k_first(t: Any) -> Any:
+    return transpose(t, (ndim(t) - 1,) + tuple(range(ndim(t) - 1)))
+
+
 def getitem(x: Any, idx: Any) -> Any:
-    """``x[idx]`` (basic or advanced indexing; advanced indices must be adjacent)."""
+    """``x[idx]``: any NumPy index (basic, advanced, mixed, boolean masks, None, ``...``)."""
     idx = tuple(primal(i) for i in _index(idx))
     if not isinstance(x, Dual):
         return x[idx]
-    t_idx = (slice(None),) + idx if is_batched(x) else idx
-    return Dual(getitem(x.primal, idx), getitem(x.tangent, t_idx))
+    if not is_batched(x):
+        return Dual(getitem(x.primal, idx), getitem(x.tangent, idx))
+    if _k_first_works(idx):
+        return Dual(getitem(x.primal, idx), getitem(x.tangent, (slice(None),) + idx))
+    # non-adjacent advanced indices: index with the k axis last, where NumPy leaves it alone
+    return Dual(getitem(x.primal, idx), _k_first(getitem(_k_last(x.tangent), _k_index(idx))))
 
 
 def index_add(target_shape: Sequence[int], idx: Any, y: Any) -> Any:
     """Zeros of ``target_shape`` with ``y`` added at ``idx`` (the adjoint of ``getitem``)."""
-    idx = tuple(primal(i) for i in _index(idx))
+    idx, target_shape = tuple(primal(i) for i in _index(idx)), tuple(target_shape)
     if not isinstance(y, Dual):
-        z = xp.zeros(tuple(target_shape), dtype=y.dtype)
+        z = xp.zeros(target_shape, dtype=y.dtype)
         _add_at(z, idx, y)
         return z
-    batched = is_batched(y)
-    t_shape = shape(y.tangent)[:1] + tuple(target_shape) if batched else target_shape
-    t_idx = (slice(None),) + idx if batched else idx
-    return Dual(index_add(target_shape, idx, y.primal), index_add(t_shape, t_idx, y.tangent))
+    p = index_add(target_shape, idx, y.primal)
+    if not is_batched(y):
+        return Dual(p, index_add(target_shape, idx, y.tangent))
+    k = shape(y.tangent)[0]
+    if _k_first_works(idx):
+        return Dual(p, index_add((k,) + target_shape, (slice(None),) + idx, y.tangent))
+    t = index_add(target_shape + (k,), _k_index(idx), _k_last(y.tangent))
+    return Dual(p, _k_first(t))
 
 
 def _add_at(z: Array, idx: tuple, y: Array) -> None:
@@ -453,7 +487,8 @@ def per_sample_linear(f: Callable[[Array], Array], x: Any) -> Any:
         return Dual(p, per_sample_linear(f, t))
     k, n = shape(t)[:2]
     ft = per_sample_linear(f, reshape(t, (k * n,) + shape(t)[2:]))
-    return Dual(p, reshape(ft, (k, n) + shape(ft)[1:]))
+    # f may map a sample to several rows (im2col: one per window): split by the result's shape
+    return Dual(p, reshape(ft, (k,) + shape(p)))
 
 
 def stop_gradient_max(x: Any, axis: Any = None, keepdims: bool = True) -> Array:

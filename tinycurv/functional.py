@@ -1,9 +1,11 @@
 """The functional API: gradients, JVPs, Hessian-vector products and Taylor terms of a closure.
 
 ``closure()`` takes no arguments and returns a scalar ``Tensor`` computed from ``params``, a list of
-leaf tensors (typically ``model.parameters()``). Vectors, tangents and directions are lists of
+floating tensors (typically ``model.parameters()``). Vectors, tangents and directions are lists of
 backend arrays shaped like ``params``. Results are plain backend arrays (0-d for scalars), never
-tensors or duals.
+tensors or duals; no ``.grad`` is written, of ``params`` or of any other leaf. A tensor computed on
+the tape may be a parameter too: it is differentiated as it stands, as by ``torch.autograd.grad``
+(not through the computation that made it, which must not involve another of ``params``).
 
 How each is computed:
 
@@ -33,6 +35,7 @@ def _check(params: Sequence[Tensor], vectors: Sequence[Any], what: str, batched:
     """Validate that ``vectors`` match ``params`` in number and shape; return k (or 0)."""
     if len(params) != len(vectors):
         raise ValueError(f"{what}: got {len(vectors)} arrays for {len(params)} parameters")
+    _check_params(params, what)
     k = 0
     for i, (p, v) in enumerate(zip(params, vectors, strict=True)):
         vs = tuple(getattr(v, "shape", ()))
@@ -48,6 +51,40 @@ def _check(params: Sequence[Tensor], vectors: Sequence[Any], what: str, batched:
     return k
 
 
+def _check_params(params: Sequence[Tensor], what: str) -> None:
+    """Refuse parameters whose derivatives would silently come out wrong.
+
+    TypeError for a non-floating one (its directions would be truncated); ValueError for one
+    given twice (one of its two directions would be lost) or computed from another (a non-leaf
+    parameter is an input of its own, see ``_substituted``: the path through it would be lost).
+    """
+    ids: dict[int, int] = {}
+    for i, p in enumerate(params):
+        if id(p) in ids:
+            raise ValueError(f"{what}: params[{i}] is params[{ids[id(p)]}] (one tensor twice)")
+        ids[id(p)] = i
+    for i, p in enumerate(params):
+        dtype = p.dtype
+        if dtype.kind != "f":
+            kind = "integer " if dtype.kind in "iu" else ""
+            raise TypeError(
+                f"{what}: parameter {i} has {kind}dtype {dtype}; derivatives need floating "
+                "parameters (cast it, e.g. with .astype('float64'))"
+            )
+        stack, seen = list(p.parents), set()
+        while stack:  # the tape above a non-leaf parameter
+            q = stack.pop()
+            if id(q) in ids:
+                raise ValueError(
+                    f"{what}: params[{i}] was computed from params[{ids[id(q)]}] (its creator "
+                    f"is {type(p.creator).__name__}); differentiate with respect to the leaves "
+                    "only, or pass one of the two"
+                )
+            if id(q) not in seen:
+                seen.add(id(q))
+                stack.extend(q.parents)
+
+
 def _tangent(v: Any, p: Tensor) -> Any:
     """``v`` as a backend array of the parameter's dtype (no silent float32 → float64 upcast)."""
     return xp.asarray(v, dtype=D.primal(p.data).dtype)
@@ -55,16 +92,20 @@ def _tangent(v: Any, p: Tensor) -> Any:
 
 @contextlib.contextmanager
 def _substituted(params: Sequence[Tensor], values: Sequence[Any]) -> Iterator[None]:
-    """Temporarily replace each parameter's data (by a dual, typically) and clear its grad."""
-    saved = [(p.data, p.grad, p.requires_grad) for p in params]
+    """Temporarily replace each parameter's data (by a dual, typically) and clear its grad.
+
+    A parameter that is not a leaf is cut from the tape meanwhile: it becomes an input of the
+    closure, differentiated as ``torch.autograd.grad`` does (the tape above it left alone).
+    """
+    saved = [(p.data, p.grad, p.requires_grad, p.creator, p.parents) for p in params]
     try:
         for p, v in zip(params, values, strict=True):
-            p.data, p.grad, p.requires_grad = v, None, True
+            p.data, p.grad, p.requires_grad, p.creator, p.parents = v, None, True, None, []
         with set_grad_enabled(True):  # a transform records its own tape, even inside no_grad
             yield
     finally:
-        for p, (data, g, req) in zip(params, saved, strict=True):
-            p.data, p.grad, p.requires_grad = data, g, req
+        for p, state in zip(params, saved, strict=True):
+            p.data, p.grad, p.requires_grad, p.creator, p.parents = state
 
 
 def _scalar(out: Any, what: str) -> Tensor:
@@ -83,16 +124,21 @@ def value_and_grad(closure: Closure, params: Sequence[Tensor]) -> tuple[Any, lis
     value : 0-d array
     grads : list of arrays shaped like ``params`` (zeros where the loss does not depend on one)
     """
-    with _substituted(params, [p.data for p in params]):
-        out = _scalar(closure(), "value_and_grad")
-        out.backward()
-        grads = [xp.zeros_like(p.data) if p.grad is None else p.grad for p in params]
-    return xp.reshape(out.data, ()), grads
+    return _value_and_grad(closure, params, "value_and_grad")
 
 
 def grad(closure: Closure, params: Sequence[Tensor]) -> list[Any]:
     """The gradient of ``closure()`` with respect to ``params`` (a list of arrays)."""
-    return value_and_grad(closure, params)[1]
+    return _value_and_grad(closure, params, "grad")[1]
+
+
+def _value_and_grad(closure: Closure, params: Sequence[Tensor], what: str) -> tuple[Any, list]:
+    _check_params(params, what)
+    with _substituted(params, [p.data for p in params]):
+        out = _scalar(closure(), what)
+        out.backward(inputs=params)
+        grads = [xp.zeros_like(p.data) if p.grad is None else p.grad for p in params]
+    return xp.reshape(out.data, ()), grads
 
 
 def jvp(closure: Closure, params: Sequence[Tensor], tangents: Sequence[Any]) -> tuple[Any, Any]:
@@ -139,7 +185,7 @@ def value_grad_and_hvp(
     duals = [D.Dual(p.data, _tangent(v, p)) for p, v in zip(params, vectors, strict=True)]
     with _substituted(params, duals):
         out = _scalar(closure(), "hvp")
-        out.backward()  # reverse mode on duals
+        out.backward(inputs=params)  # reverse mode on duals
         grads = [p.grad for p in params]
     value = xp.reshape(D.primal(out.data), ())
     g_out, hv_out = [], []

@@ -220,7 +220,7 @@ class Transpose(Function):
 
     def forward(self, x):
         nd = D.ndim(x)
-        self.axes = tuple(reversed(range(nd))) if self.axes is None else self.axes
+        self.axes = tuple(reversed(range(nd))) if self.axes is None else D._axes(self.axes, nd)
         return D.transpose(x, self.axes)
 
     def backward(self, gy):  # the inverse permutation

@@ -141,13 +141,15 @@ class Tensor:
     def zero_grad(self) -> None:
         self.grad = None
 
-    def backward(self, grad: Any = None) -> None:
+    def backward(self, grad: Any = None, inputs: Any = None) -> None:
         """Back-propagate from this tensor; leaves accumulate their gradient in ``.grad``.
 
         Parameters
         ----------
         grad : array, optional
             The cotangent of this tensor; defaults to 1 for a scalar (one-element) tensor.
+        inputs : list of Tensor, optional
+            Only these leaves accumulate a gradient (default: every leaf reached), as in PyTorch.
         """
         if grad is None:
             if self.size != 1:
@@ -159,11 +161,14 @@ class Tensor:
             raise ValueError(f"backward(): grad has shape {D.shape(grad)}, the tensor {self.shape}")
         grads = {id(self): grad}
         owners: set[int] = set()  # memory already handed to a leaf in this sweep
+        chosen = None if inputs is None else {id(t) for t in inputs}
         for node in reversed(_topological_order(self)):
             gy = grads.pop(id(node), None)
             if gy is None:
                 continue
             if node.creator is None:  # a leaf
+                if chosen is not None and id(node) not in chosen:
+                    continue
                 node.grad = _own(gy, owners) if node.grad is None else D.add(node.grad, gy)
                 continue
             for parent, gx in zip(node.parents, node.creator.backward(gy), strict=True):
@@ -255,7 +260,9 @@ class Tensor:
         return ops.reshape(self, shape[0] if len(shape) == 1 else shape)
 
     def transpose(self, *axes: Any) -> Tensor:
-        return ops.transpose(self, (axes[0] if len(axes) == 1 else axes) or None)
+        if len(axes) == 1 and not isinstance(axes[0], int):  # t.transpose((1, 0)), (None)
+            axes = axes[0]
+        return ops.transpose(self, axes or None)
 
     def logsumexp(self, axis: Any = -1, keepdims: bool = False) -> Tensor:
         return ops.logsumexp(self, axis=axis, keepdims=keepdims)
