@@ -424,26 +424,51 @@ def test_remark4_single_sample_fisher_is_exactly_kronecker():
 # --------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(("b", "r"), CASES)
 def test_zeta_solves_the_smaller_side(monkeypatch, b, r):
-    sizes: list[int] = []
-    real = isaac.cho_solve
+    # zeta and zeta_star invert one damped matrix per side (``_damped_inverse``, no host check)
+    # and never call the checked Cholesky solve; zeta_kron, the reference, solves n×n and m×m.
+    inverted: list[int] = []
+    solved: list[int] = []
+    real_inverse, real_solve = isaac._damped_inverse, isaac.cho_solve
 
-    def spy(K, B, name="K"):
-        sizes.append(K.shape[0])
-        return real(K, B, name=name)
+    def inverse_spy(M, scale):
+        inverted.append(M.shape[0])
+        return real_inverse(M, scale)
 
-    monkeypatch.setattr(isaac, "cho_solve", spy)
+    def solve_spy(K, B, name="K"):
+        solved.append(K.shape[0])
+        return real_solve(K, B, name=name)
+
+    monkeypatch.setattr(isaac, "_damped_inverse", inverse_spy)
+    monkeypatch.setattr(isaac, "cho_solve", solve_spy)
     g, a, g_bar = _problem(b, r, seed=21)
     zeta(g, a, g_bar, 1.0, 1.0)
-    assert sorted(sizes) == sorted([min(b, N), min(r * b, M)])
-    sizes.clear()
+    assert sorted(inverted) == sorted([min(b, N), min(r * b, M)]) and solved == []
+    inverted.clear()
     zeta_star(g, a, 1.0)
-    assert sizes == [min(b, N)]
-    sizes.clear()
+    assert inverted == [min(b, N)] and solved == []
+    inverted.clear()
     zeta_kron(g, a, g_bar, 1.0, 1.0)
-    assert sorted(sizes) == sorted([N, M])
-    sizes.clear()
+    assert sorted(solved) == sorted([N, M]) and inverted == []
+    solved.clear()
     zeta(g, a, g_bar, INF, INF)
-    assert sizes == []
+    assert inverted == [] and solved == []
+
+
+@pytest.mark.parametrize(("b", "r"), CASES)
+@pytest.mark.parametrize(("m", "n"), [(M, N), (N, M)])  # both orders of the products
+def test_zeta_and_zeta_star_never_transfer_to_the_host(b, r, m, n):
+    """On the CuPy stand-in (which records every device-to-host transfer), all branches."""
+    module = backend.get_backend()
+    if backend.backend_name() != "cupy" or not hasattr(module, "SYNCS"):
+        pytest.skip("counts transfers on the CuPy stand-in only (tests/cupy_stand_in)")
+    rng = np.random.default_rng(25)
+    g, a = _dev(rng.standard_normal((b, m))), _dev(rng.standard_normal((b, n)))
+    g_bar = _dev(rng.standard_normal((r * b, m)))
+    module.SYNCS.clear()
+    for lam_g, lam_a in ((1.0, 0.5), (INF, 0.5), (1.0, INF), (INF, INF)):
+        isaac.zeta(g, a, g_bar, lam_g, lam_a)
+        isaac.zeta_star(g, a, lam_a)
+    assert module.SYNCS == []
 
 
 def test_float32_in_float32_out():

@@ -6,6 +6,11 @@
 * The step is θ − lr·ζ* (resp. θ − lr·ζ) per layer, with ζ*, ζ from the pure functions of
   ``tinycurv.curvature.isaac`` on ``a``, ``g`` recorded with ``nn.record`` (and ``g_bar`` from
   K-FAC's ``sampled_output_gradients``), for Linear and Conv2d layers.
+* Several steps with momentum, weight decay and Adam equal the pure functions applied to the
+  statistics of ``layer_statistics`` (same batch, same generator) followed by the base rule
+  written out by hand; and the optimiser looks the pure functions up at every step: replacing
+  ``tinycurv.curvature.isaac.zeta_star`` (what it calls) or its re-export
+  ``tinycurv.curvature.zeta_star`` (likewise ``zeta``) changes the step.
 * Layer selection, plain gradients for biases and unselected layers; the base rules equal
   ``SGD``/``Adam`` bit for bit when no layer is conditioned.
 * Training on digits (MLP and CNN; ζ*, ζ, Adam), exact resumption, clear errors.
@@ -20,13 +25,15 @@ import pytest
 from helpers import rel_err
 
 import tinycurv as tc
-from tinycurv import nn
-from tinycurv.backend import asarray, asnumpy, default_rng, generator_state
+from tinycurv import curvature, nn
+from tinycurv.backend import SavableGenerator, asarray, asnumpy, default_rng, generator_state
+from tinycurv.curvature import isaac as isaac_math
 from tinycurv.curvature.dense import ggn
 from tinycurv.curvature.isaac import zeta, zeta_star
-from tinycurv.curvature.kfac import curvature_layers, sampled_output_gradients
+from tinycurv.curvature.kfac import curvature_layers, layer_statistics, sampled_output_gradients
 from tinycurv.data import batches, load_digits
 from tinycurv.optim import ISAAC, SGD, Adam
+from tinycurv.optim import isaac as optim_isaac
 from tinycurv.optim.isaac import HyperparameterError
 
 MSE, CE = nn.MSELoss(), nn.CrossEntropyLoss()
@@ -184,6 +191,137 @@ def test_bias_free_layers_and_an_infinite_lam_a_give_the_gradient():
     _, grads = _recorded(model, CE, x, y)
     plain = _directions(ISAAC(model, CE, lr=1.0, lam_a=math.inf), x, y, 1.0)  # Theorem 1 (ii)
     assert all(rel_err(d, g) < 1e-9 for d, g in zip(plain, grads, strict=True))
+
+
+# --------------------------------------------------------------------------------------------
+# several steps against the pure functions and the base rule written out by hand
+# --------------------------------------------------------------------------------------------
+def _by_hand(base, hp, lr, t, state, theta, d):
+    """θ after step t (from 1) of PyTorch's SGD or Adam on directions ``d``, in host NumPy."""
+    wd = hp.get("weight_decay", 0.0)
+    d = [di + wd * th for di, th in zip(d, theta, strict=True)]  # decay added to ζ, not conditioned
+    if base == "sgd":
+        mu = hp.get("momentum", 0.0)
+        state["buf"] = d if t == 1 else [mu * v + di for v, di in zip(state["buf"], d, strict=True)]
+        u = (
+            [di + mu * v for di, v in zip(d, state["buf"], strict=True)]
+            if hp.get("nesterov")
+            else state["buf"]
+        )
+        return [th - lr * ui for th, ui in zip(theta, u, strict=True)]
+    beta1, beta2 = hp["betas"]
+    state["m"] = [beta1 * mi + (1 - beta1) * di for mi, di in zip(state["m"], d, strict=True)]
+    state["v"] = [beta2 * vi + (1 - beta2) * di**2 for vi, di in zip(state["v"], d, strict=True)]
+    m_hat = [mi / (1 - beta1**t) for mi in state["m"]]  # bias corrections
+    v_hat = [vi / (1 - beta2**t) for vi in state["v"]]
+    return [
+        th - lr * mh / (np.sqrt(vh) + hp["eps"])
+        for th, mh, vh in zip(theta, m_hat, v_hat, strict=True)
+    ]
+
+
+BY_HAND = [
+    ("sgd", {"momentum": 0.9, "weight_decay": 0.05}),
+    ("sgd", {"momentum": 0.8, "nesterov": True, "weight_decay": 0.01}),
+    ("adam", {"betas": (0.8, 0.9), "eps": 1e-8, "weight_decay": 0.05}),
+]
+
+
+@pytest.mark.parametrize("base, hp", BY_HAND)
+@pytest.mark.parametrize("net", ["mlp", "cnn"])  # cnn: Conv2d layers, b·L rows per batch
+@pytest.mark.parametrize("loss_fn", [CE, MSE], ids=["ce", "mse"])
+@pytest.mark.parametrize("lam_g, mode", [(math.inf, None), (0.4, "mc"), (0.4, "exact")])
+def test_steps_are_the_pure_functions_on_layer_statistics_then_the_base_rule(
+    base, hp, net, loss_fn, lam_g, mode
+):
+    rng, lam_a, steps = np.random.default_rng(40), 0.6, 3
+    lr = 0.05 if base == "sgd" else 0.01
+    model = _mlp(rng, [6, 9, 3, 4]) if net == "mlp" else _cnn(rng)
+    shape = (6,) if net == "mlp" else (1, 7, 7)  # cnn: 25 and 9 output locations
+    kwargs = {"g_bar_mode": mode, "mc_samples": 2} if mode else {}
+    opt = ISAAC(model, loss_fn, lr, lam_a, lam_g, "all", base, seed=7, **kwargs, **hp)
+    sampler = SavableGenerator(7)  # the optimiser's stream: the same sampled labels
+    layers, params = curvature_layers(model), model.parameters()
+    state = {"m": [np.zeros(p.shape) for p in params], "v": [np.zeros(p.shape) for p in params]}
+    for t in range(1, steps + 1):
+        x, y = _data(rng, 5, shape, 4, loss_fn)
+        s = layer_statistics(model, loss_fn, x, y, mode, 2, sampler)  # at θ before the step
+        d = [asnumpy(gr) for gr in s.grads]
+        for k, layer in enumerate(layers):
+            z = (
+                curvature.zeta_star(s.g[k], s.a[k], lam_a)  # eq. 21
+                if math.isinf(lam_g)
+                else curvature.zeta(s.g[k], s.a[k], s.g_bar[k], lam_g, lam_a)  # eq. 20
+            )
+            iw = _index(model, layer.weight)
+            d[iw] = asnumpy(z).reshape(params[iw].shape)
+        theta = _host(params)
+        want = _by_hand(base, hp, lr, t, state, theta, d)
+        opt.step(x, y)
+        for p, w, th in zip(params, want, theta, strict=True):
+            err = np.max(np.abs(asnumpy(p.data) - w))
+            tol = 1e-12 * np.max(np.abs(w - th)) + 1e-15 * np.max(np.abs(th))  # + rounding of θ
+            assert err <= tol, (t, err, tol)
+    assert generator_state(opt.rng) == generator_state(sampler)  # the same draws, no more
+
+
+@pytest.mark.parametrize("where", [isaac_math, curvature], ids=["curvature.isaac", "curvature"])
+@pytest.mark.parametrize("name, lam_g", [("zeta_star", math.inf), ("zeta", 0.5)])
+def test_replacing_the_pure_function_changes_the_step(monkeypatch, where, name, lam_g):
+    """The optimiser calls ``tinycurv.curvature.isaac.zeta_star`` / ``.zeta``, looked up at every
+    step; rebinding only the re-export ``tinycurv.curvature.<name>`` is honoured too."""
+    rng, lr = np.random.default_rng(12), 0.5
+    model = _mlp(rng, [6, 9, 3, 4])
+    x, y = _data(rng, 5, (6,), 4, CE)
+
+    def make():
+        return ISAAC(model, CE, lr=lr, lam_a=0.8, lam_g=lam_g, layers=[0, 2], seed=1)
+
+    theta = _host(model.parameters())
+    plain = _directions(make(), x, y, lr)
+    for p, th in zip(model.parameters(), theta, strict=True):
+        p.data = asarray(th)
+    real, calls = getattr(isaac_math, name), []
+
+    def doubled(*args):
+        calls.append(args)
+        return 2.0 * real(*args)
+
+    monkeypatch.setattr(where, name, doubled)
+    patched = _directions(make(), x, y, lr)
+    assert len(calls) == 2  # once per conditioned layer
+    conditioned = {_index(model, curvature_layers(model)[k].weight) for k in (0, 2)}
+    for i, (d, d0) in enumerate(zip(patched, plain, strict=True)):
+        expected = 2.0 * d0 if i in conditioned else d0
+        assert np.max(np.abs(d - expected)) <= 1e-12 * np.max(np.abs(expected))
+    monkeypatch.undo()
+    for p, th in zip(model.parameters(), theta, strict=True):
+        p.data = asarray(th)
+    again = _directions(make(), x, y, lr)  # undone: the step of the real functions again
+    assert all(np.array_equal(d, d0) for d, d0 in zip(again, plain, strict=True))
+
+
+def test_conditioned_weights_with_a_bias_skip_their_gradient(monkeypatch):
+    """``layer_statistics(..., skip)`` never forms gᵀa of a conditioned weight (with a bias)."""
+    rng = np.random.default_rng(13)
+    model = nn.Sequential(
+        nn.Linear(6, 5, rng=rng), nn.Tanh(), nn.Linear(5, 4, bias=False, rng=rng), nn.Tanh(),
+        nn.Linear(4, 3, rng=rng),
+    )  # fmt: skip
+    x, y = _data(rng, 4, (6,), 3, CE)
+    seen = []
+
+    def spy(*args):
+        seen.append(args[7])
+        stats = layer_statistics(*args)
+        seen.append([gr is None for gr in stats.grads])
+        return stats
+
+    monkeypatch.setattr(optim_isaac, "layer_statistics", spy)
+    ISAAC(model, CE, lr=0.1, lam_a=1.0, layers=[0, 1]).step(x, y)
+    skip, missing = seen
+    assert [id(w) for w in skip] == [id(model[0].weight)]  # model[2] has no bias: not skipped
+    assert missing == [True, False, False, False, False]  # W0 b0 W1 W2 b2: no gᵀa for W0
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,87 +1,31 @@
-"""ISAAC: SGD or Adam on gradients conditioned by input-based curvature (ζ* or ζ) per layer.
+"""ISAAC: SGD or Adam on weight gradients conditioned per layer by ζ* (eq. 21) or ζ (eq. 20).
 
 Petersen, Sutter, Borgelt, Huh, Kuehne, Sun & Deussen, "ISAAC Newton: Input-based Approximate
-Curvature for Newton's Method", ICLR 2023. The pure math (eq. 17, 20, 21; Theorems 1–4) lives in
-``tinycurv.curvature.isaac``, whose conventions this module follows: for a ``Linear`` layer with
-weight W (m, n), ``a`` (rows, n) are its inputs and ``g`` (rows, m) the gradients of the batch
-loss with respect to its pre-activations, so that ∇W = gᵀa.
+Curvature for Newton's Method", ICLR 2023. Names and shapes as in ``tinycurv.curvature.isaac``.
+One step, the update θ ← θ − η* ζ of eq. 18 fed through a base rule:
 
-One step
---------
-1. One forward pass with every ``Linear``/``Conv2d`` layer recorded (``nn.record``, through
-   ``tinycurv.curvature.kfac.layer_statistics``) and the true-label backward sweep: the loss, each
-   layer's ``a`` and ``g``, and the gradients of all other parameters (biases included).
-2. Only if some conditioned layer uses a finite ``lam_g``: the extra backward sweep(s) of the
-   same forward pass that give ``g_bar`` (K-FAC's code: ``"mc"`` sampled labels, r =
-   ``mc_samples``; ``"exact"`` the loss Hessian's square root, r = m outputs; ``"empirical"``
-   the true-label per-sample gradients, no extra sweep).
-3. Per conditioned layer the direction replaces the weight's gradient::
+1. statistics: ``layer_statistics`` records a (rows, n) and g (rows, m) of every Linear/Conv2d
+   layer (rows = b, or b·L patches), the other parameters' gradients and, for a finite lam_g
+   only, g_bar (r·rows, m); a conditioned weight's gᵀa is never formed (its ``skip`` argument);
+2. per conditioned layer, the pure function: ``zeta_star(g, a, lam_a)`` or, for a finite lam_g,
+   ``zeta(g, a, g_bar, lam_g, lam_a)``, reshaped to the weight; the rest keep their gradients;
+3. the base rule on these directions, weight decay added to them (d = ζ + wd·θ): SGD
+   (``momentum_directions``) or Adam (``adam_steps``), PyTorch's semantics.
 
-       zeta_star = gᵀ (I_b + aaᵀ/(b·lam_a))⁻¹ a = lam_a·gᵀa (A + lam_a I)⁻¹        (eq. 21)
-       zeta      = lam_g (G + lam_g I)⁻¹ · zeta_star                                 (eq. 17, 20)
-
-   (``A = aᵀa/b``, ``G = g_barᵀg_bar/b``, b = rows of ``a``). ``lam_g = math.inf`` gives ζ*,
-   which needs the inputs only (Theorem 3). Every other parameter keeps its plain gradient.
-4. The directions feed the base rule: ``base="sgd"`` (PyTorch's SGD: ``momentum``,
-   ``nesterov``, ``weight_decay``) or ``base="adam"`` (PyTorch's Adam: ``betas``, ``eps``,
-   ``weight_decay``). Weight decay is added to the *conditioned* direction, ``d = ζ + wd·θ``,
-   exactly what the reference code does (its layer rewrites ``.grad``; ``torch.optim`` then adds
-   the decay), so the decay itself is not preconditioned.
-
-Biases take the plain gradient
-------------------------------
-The reference layer (``isaac.Linear`` in Felix-Petersen/isaac) conditions only the weight; its
-bias gradient is ``grad_output.sum(0)``, the plain gradient. So does this optimiser: the paper's
-ζ acts on ``gᵀa``, which has no bias column.
-
-Choosing the layers (the paper's experiment on which layers to condition)
--------------------------------------------------------------------------
-``layers`` selects among the ``Linear``/``Conv2d`` layers in model order
-(``tinycurv.curvature.kfac.curvature_layers``): ``"all"``, ``"first"``, ``"last"`` or a list of
-indices (negative ones count from the end; ``[]`` conditions nothing: the base rule alone). The
-reference example conditions the first 3 of 5 layers (``layers=[0, 1, 2]``), with λ_a = 10
-(its README suggests starting from 1) and plain SGD at lr 1 (0.1 for the unconditioned baseline).
-
-Convolutions
-------------
-For ``Conv2d`` ``a`` is the unfolded patch matrix (b·L, n = in·kh·kw) and ``g`` (b·L, m): ISAAC's
-b is then the number of rows b·L, and the (m, n) result is reshaped to the weight's
-(out, in, kh, kw).
-
-Cost (what keeps ζ* at the price of SGD)
-----------------------------------------
-* The weight gradient gᵀa of a conditioned layer is never formed: during the forward pass its
-  weight is marked as not requiring a gradient (restored right after), so the backward sweep
-  skips that product; the reference implementation likewise replaces it in the layer's backward.
-  This needs a bias to carry the backward sweep through the layer; a bias-free conditioned
-  layer still forms gᵀa, which is then discarded.
-* ζ* for b ≤ n: ``K = I_b + aaᵀ/(b·lam_a)`` (b²n), its inverse (b³) and the products
-  ``(gᵀK⁻¹)a`` when m ≤ n (m·b² + the gradient-sized m·b·n), else ``gᵀ(K⁻¹a)``. For b > n
-  (convolutions, large batches) the n×n side of eq. 17 is cheaper and used. Extra over SGD:
-  O(b²n + b³) per layer, and no (m, n) temporary beyond the direction itself.
-* The finite-``lam_g`` side uses the (r·b)×(r·b) Woodbury form of eq. 20 when r·b ≤ m, else the
-  m×m side.
-* No host synchronisation: both damped matrices are positive definite by construction
-  (eigenvalues ≥ 1) and are inverted by ``xp.linalg.inv`` without the host-side pivot check of
-  ``tinycurv.curvature.linalg`` (see ``_damped_inverse``); the only transfer is the returned
-  loss. (NaN inputs give a NaN update, and the next step's loss raises ``NonFiniteError``.)
-
-State: ``self.state["momentum_buffer"]`` (SGD with momentum) or ``self.state["m"]``,
-``self.state["v"]`` (Adam), one array per parameter, as the plain ``SGD``/``Adam``; the sampling
-generator is ``self.rng`` (``tinycurv.backend.SavableGenerator(seed)``), whose state travels in
-``state_dict()["rng"]``, so a checkpoint resumes exactly (on CuPy, whose generator state cannot be
-read, saving re-seeds from a spawned child seed: see ``SavableGenerator``).
+State as ``SGD``/``Adam``; ``self.rng`` (a ``SavableGenerator``) draws the sampled labels and is
+saved in ``state_dict()["rng"]``. Design notes: docs/isaac.md.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import numbers
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from tinycurv import curvature
 from tinycurv.backend import xp
+from tinycurv.curvature import isaac as isaac_math
 from tinycurv.curvature.kfac import MODES, curvature_layers, layer_statistics
 from tinycurv.optim.adam import adam_steps
 from tinycurv.optim.base import Hyperparameter, Optimizer, choice, integer, make_generator, number
@@ -228,20 +172,20 @@ class ISAAC(Optimizer):
 
     def _update(self, x: Any, y: Any) -> Any:
         lam_a, lam_g = self.lam_a, self.lam_g
-        finite_g = not math.isinf(lam_g) and bool(self._conditioned)
-        mode = self.g_bar_mode if finite_g else None  # no extra sweep for ζ* (Theorem 3)
-        skipped = [layer.weight for _, _, layer in self._conditioned if _has_bias(layer)]
-        with _no_weight_gradient(skipped):  # gᵀa of these layers is never formed
-            s = layer_statistics(self.model, self.loss_fn, x, y, mode, self.mc_samples, self.rng)
-        directions = _full_gradients(self.params, s.grads, skipped)
-        s.grads = None  # the directions own the gradients from here on
+        finite_g = not math.isinf(lam_g)
+        mode = self.g_bar_mode if finite_g and self._conditioned else None  # ζ*: no sweep (Thm 3)
+        skip = [layer.weight for _, _, layer in self._conditioned if _has_bias(layer)]  # no gᵀa
+        s = layer_statistics(self.model, self.loss_fn, x, y, mode, self.mc_samples, self.rng, skip)
+        directions, s.grads = s.grads, None  # None for the skipped weights, filled in below
         for i, iw, layer in self._conditioned:
             a, g = s.a[i], s.g[i]
             if a is None or g is None:  # the layer was not reached by the loss
                 directions[iw] = xp.zeros_like(layer.weight.data)
                 continue
-            left = _conditioned_output_grads(g, s.g_bar[i], lam_g) if finite_g else g.T
-            zeta = _conditioned_inputs(left, a, lam_a)  # eq. 21 (ζ*) or eq. 20 (ζ), (m, n)
+            if finite_g:
+                zeta = _pure("zeta")(g, a, s.g_bar[i], lam_g, lam_a)  # eq. 20, (m, n)
+            else:
+                zeta = _pure("zeta_star")(g, a, lam_a)  # eq. 21, (m, n)
             directions[iw] = xp.reshape(zeta, layer.weight.shape)
             s.a[i] = s.g[i] = None  # let the layer's records go as soon as they are used
         loss = s.loss
@@ -266,83 +210,26 @@ class ISAAC(Optimizer):
 
 
 # ------------------------------------------------------------------------------------------------
-# the conditioned direction (the math of tinycurv.curvature.isaac, cost-ordered and sync-free)
-# ------------------------------------------------------------------------------------------------
-def _damped_inverse(M: Any, scale: float) -> Any:
-    """``(I + scale·M)⁻¹`` for a symmetric PSD ``M`` (modified in place), by an explicit inverse.
-
-    ``I + scale·M`` has eigenvalues in [1, 1 + scale·‖M‖], so the inverse is as accurate as a
-    solve (relative error ~ eps·cond) and, as in the reference code (``torch.inverse``), it is
-    formed explicitly: for the small b×b (or n×n) matrices here the inverse costs b³ and then
-    only matrix products follow, which is several times faster than ``xp.linalg.solve`` with
-    hundreds of right-hand sides. No host-side check (``tinycurv.curvature.linalg.cho_factor``
-    checks the pivots on the host, a device sync) and, on NumPy, no SciPy: its triangular solves
-    run on SciPy's own OpenBLAS thread pool, which, interleaved with NumPy's products on a busy
-    machine, costs tens of milliseconds per call.
-    """
-    M *= scale
-    M += xp.eye(M.shape[0], dtype=M.dtype)
-    return xp.linalg.inv(M)
-
-
-def _conditioned_inputs(left: Any, a: Any, lam_a: float) -> Any:
-    """``left · lam_a a (A + lam_a I)⁻¹``, (m, n), for ``left`` (m, rows) and ``a`` (rows, n).
-
-    With ``left = gᵀ`` this is ζ* (eq. 21); with ``left = lam_g (G + lam_g I)⁻¹ gᵀ`` it is ζ
-    (eq. 20). The products are ordered by cost.
-    """
-    if math.isinf(lam_a):
-        return left @ a  # Theorem 1 (ii): the input side is the identity
-    rows, n = a.shape
-    m = left.shape[0]
-    if rows <= n:  # eq. 20/21: left (I_b + aaᵀ/(b·lam_a))⁻¹ a, b×b
-        K_inv = _damped_inverse(a @ a.T, 1.0 / (rows * lam_a))
-        return (left @ K_inv) @ a if m <= n else left @ (K_inv @ a)
-    K_inv = _damped_inverse(a.T @ a, 1.0 / (rows * lam_a))  # eq. 17 with b > n: (I_n + A/lam_a)⁻¹
-    return left @ (a @ K_inv) if rows <= m else (left @ a) @ K_inv
-
-
-def _conditioned_output_grads(g: Any, g_bar: Any, lam_g: float) -> Any:
-    """``lam_g (G + lam_g I)⁻¹ gᵀ``, (m, rows), with ``G = g_barᵀ g_bar / rows`` (eq. 20, left)."""
-    rows, m = g.shape
-    scale = 1.0 / (rows * lam_g)
-    if g_bar.shape[0] <= m:  # Woodbury, eq. 20: gᵀ − ḡᵀ (I_rb + ḡḡᵀ/(b·lam_g))⁻¹ ḡ gᵀ/(b·lam_g)
-        K_inv = _damped_inverse(g_bar @ g_bar.T, scale)
-        correction = g_bar.T @ (K_inv @ (g_bar @ g.T))
-        correction *= scale
-        return g.T - correction
-    return _damped_inverse(g_bar.T @ g_bar, scale) @ g.T  # m×m side: (I_m + G/lam_g)⁻¹ gᵀ
-
-
-# ------------------------------------------------------------------------------------------------
 # helpers
 # ------------------------------------------------------------------------------------------------
+#: The pure functions as ``tinycurv.curvature.isaac`` defines them (see ``_pure``).
+_DEFINED = {"zeta": isaac_math.zeta, "zeta_star": isaac_math.zeta_star}
+
+
+def _pure(name: str) -> Callable[..., Any]:
+    """The pure function ``name`` (``"zeta"``, ``"zeta_star"``), looked up at every call.
+
+    ``tinycurv.curvature.isaac.<name>``, unless only the re-export ``tinycurv.curvature.<name>``
+    (the same function object) was rebound: so replacing either name (a test's monkeypatch, an
+    experiment with another direction) changes the optimiser's step.
+    """
+    fn = getattr(isaac_math, name)
+    return fn if fn is not _DEFINED[name] else getattr(curvature, name)
+
+
 def _has_bias(layer: Any) -> bool:
     bias = getattr(layer, "bias", None)
     return bias is not None and bool(bias.requires_grad)
-
-
-@contextlib.contextmanager
-def _no_weight_gradient(weights: list[Any]) -> Iterator[None]:
-    """Mark ``weights`` as not requiring a gradient (so backward skips gᵀa), then restore."""
-    saved = [w.requires_grad for w in weights]
-    try:
-        for w in weights:
-            w.requires_grad = False
-        yield
-    finally:
-        for w, req in zip(weights, saved, strict=True):
-            w.requires_grad = req
-
-
-def _full_gradients(params: list[Any], grads: list[Any], skipped: list[Any]) -> list[Any]:
-    """One entry per parameter: the gradients in order, ``None`` for the ``skipped`` weights."""
-    skip = {id(w) for w in skipped}
-    it = iter(grads)
-    out = [None if id(p) in skip else next(it) for p in params]
-    if next(it, None) is not None:
-        raise RuntimeError("ISAAC: the model's parameters changed since the optimiser was made")
-    return out
 
 
 def _normalise_layers(layers: Any) -> str | list[int]:
