@@ -1,5 +1,6 @@
 """The backend switch: names, errors with actionable messages, the environment variable, the
-default dtype, ``asnumpy`` and the forwarding ``xp`` module.
+default dtype, ``asnumpy``, the forwarding ``xp`` module, and the helpers it re-exports (the
+savable generator of ``tinycurv.random``, ``retain_freed_memory`` of ``tinycurv.bench.memory``).
 
 The conftest fixture restores the backend and the default dtype after every test. These tests
 are about the switch itself, so each starts from NumPy even under ``--backend cupy``.
@@ -203,3 +204,25 @@ def test_savable_generator_rejects_foreign_states():
     rng = backend.SavableGenerator(0)
     with pytest.raises(ValueError, match="not a SavableGenerator state"):
         rng.set_state({"kind": "nonsense"})
+
+
+def test_moved_helpers_are_re_exported_by_the_backend():
+    """The generator and its replay live in ``tinycurv.random``, the malloc setting with the
+    benchmarks; ``tinycurv.backend`` still offers every one of them (the same objects)."""
+    from tinycurv import random
+    from tinycurv.bench import memory
+
+    for name in ("SavableGenerator", "generator_state", "restore_generator"):
+        assert getattr(backend, name) is getattr(random, name)
+    assert backend.retain_freed_memory is memory.retain_freed_memory
+
+
+def test_the_random_module_imports_on_its_own():
+    """``tinycurv.random`` imports the backend, which re-exports from it: no import cycle."""
+    env = {k: v for k, v in os.environ.items() if k != "TINYCURV_BACKEND"}  # NumPy
+    code = "import tinycurv.random as r; print(r.generator_state(r.SavableGenerator(1))['kind'])"
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["state"]

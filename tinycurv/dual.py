@@ -1,27 +1,17 @@
 """Forward mode: dual numbers, and array functions that understand them.
 
-A ``Dual(primal, tangent)`` stands for ``primal + ε·tangent`` with ``ε² = 0``. Pushing it through a
-function ``f`` gives ``f(primal) + ε·f'(primal)·tangent``: the value and the directional derivative
-(a Jacobian-vector product, JVP) in one pass.
+``Dual(primal, tangent)`` stands for ``primal + ε·tangent`` with ``ε² = 0``, so ``f(Dual(x, v))``
+is ``Dual(f(x), f'(x)·v)``: the value and a Jacobian-vector product (JVP) in one pass. Every
+function below (``add``, ``matmul``, ``exp``, ``sum``, ``getitem``, …) takes plain backend arrays
+or duals. Reverse mode (``tinycurv.ops``) writes its forward and backward rules with these only,
+so on dual data the gradient comes back as ``Dual(∇L, H·v)``: forward-over-reverse, a
+Hessian-vector product (Pearlmutter 1994).
 
-Every array function below (``add``, ``mul``, ``matmul``, ``exp``, ``sum``, ``reshape``, …) accepts
-plain backend arrays *or* duals. Reverse mode (``tinycurv.tensor``) writes both its forward and its
-backward rules with these functions only. So if the data flowing through reverse mode are duals,
-the gradient it returns is a dual too, and its tangent is the derivative of the gradient along
-the tangent direction: a Hessian-vector product. That is forward-over-reverse (Pearlmutter 1994),
-and it is the whole trick of the engine.
-
-Two extensions, both needed by the curvature methods:
-
-* **Nesting.** A primal or a tangent may itself be a dual, so ``Dual(Dual(x, v), v)`` carries
-  second derivatives along ``v`` (``tinycurv.taylor`` nests three levels for third derivatives).
-* **Several directions at once.** A tangent may carry one extra *leading* axis of k directions:
-  ``tangent.shape == (k,) + primal.shape``. The primal work is shared and each product with a
-  tangent is one bigger (BLAS-friendly) operation. A dual is *batched* exactly when its tangent
-  has one more dimension than its primal.
-
-Invariant: ``tangent.shape`` is ``primal.shape`` (or ``(k,) + primal.shape``). A missing tangent
-(a constant) is represented by a plain array, never by a dual with zero tangent.
+Shapes: ``tangent.shape`` is ``primal.shape`` (one direction) or ``(k,) + primal.shape`` (a
+*batched* dual: k directions share the primal work). A primal or a tangent may itself be a dual:
+``tinycurv.functional.taylor`` nests three levels for third derivatives. A constant is a plain
+array, never a dual with a zero tangent. Notation: ``x``, ``y`` operands, ``dx``, ``dy`` their
+tangents. Batched broadcasting, indexing and the fused matmul paths: docs/engine.md.
 """
 
 from __future__ import annotations
@@ -35,16 +25,8 @@ Array = Any
 
 
 class Dual:
-    """``primal + ε·tangent``: a value with its directional derivative (forward mode).
-
-    Parameters
-    ----------
-    primal : array or Dual
-        The value.
-    tangent : array or Dual
-        Its derivative along one direction, shape ``primal.shape``, or along k directions,
-        shape ``(k,) + primal.shape``.
-    """
+    """``primal + ε·tangent``: a value (array or Dual) and its derivative (array or Dual) along
+    one direction, shape ``primal.shape``, or along k directions, ``(k,) + primal.shape``."""
 
     __slots__ = ("primal", "tangent")
     __array_ufunc__ = None  # make NumPy defer `ndarray op Dual` to our reflected operators
@@ -61,12 +43,8 @@ class Dual:
     size = property(lambda self: self.primal.size)
     T = property(lambda self: transpose(self))
 
-    def __repr__(self) -> str:
-        return f"Dual(primal={self.primal!r}, tangent={self.tangent!r})"
-
-    def __len__(self) -> int:
-        return len(self.primal)
-
+    __repr__ = lambda self: f"Dual(primal={self.primal!r}, tangent={self.tangent!r})"
+    __len__ = lambda self: len(self.primal)
     __add__ = lambda self, o: add(self, o)
     __radd__ = lambda self, o: add(o, self)
     __sub__ = lambda self, o: sub(self, o)
@@ -85,15 +63,10 @@ class Dual:
     __ge__ = lambda self, o: primal(self) >= primal(o)
     __lt__ = lambda self, o: primal(self) < primal(o)
     __le__ = lambda self, o: primal(self) <= primal(o)
-
-    def reshape(self, *shape: Any) -> Dual:
-        return reshape(self, shape[0] if len(shape) == 1 else shape)
-
-    def sum(self, axis: Any = None, keepdims: bool = False) -> Dual:
-        return sum(self, axis=axis, keepdims=keepdims)
-
-    def astype(self, dtype: Any) -> Dual:
-        return Dual(astype(self.primal, dtype), astype(self.tangent, dtype))
+    # methods (the functions of this module, which a lambda in a class body sees)
+    reshape = lambda self, *s: reshape(self, s[0] if len(s) == 1 else s)
+    sum = lambda self, axis=None, keepdims=False: sum(self, axis=axis, keepdims=keepdims)
+    astype = lambda self, dtype: Dual(astype(self.primal, dtype), astype(self.tangent, dtype))
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -131,11 +104,8 @@ def _split(x: Any) -> tuple[Any, Any]:
 
 
 def _align(x: Any, out_ndim: int) -> Any:
-    """The tangent of operand ``x``, its k-axis lifted in front of a result of rank ``out_ndim``.
-
-    Broadcasting aligns shapes from the right; a batched tangent of a lower-rank operand needs
-    singleton axes between its direction axis and its value axes.
-    """
+    """The tangent of ``x`` (None for a constant) ready to broadcast against a rank-``out_ndim``
+    result: a batched one gets singleton axes between its k axis and its value axes."""
     if not isinstance(x, Dual):
         return None
     t = x.tangent
@@ -160,11 +130,8 @@ def _k(*xs: Any) -> int | None:
 
 
 def _tsum(a: Any, b: Any) -> Any:
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return add(a, b)
+    """a + b, where None (the missing tangent of a constant) counts as zero."""
+    return b if a is None else a if b is None else add(a, b)
 
 
 def _axes(axis: Any, nd: int) -> tuple[int, ...]:
@@ -178,7 +145,7 @@ def _axes(axis: Any, nd: int) -> tuple[int, ...]:
 
 
 def add(x: Any, y: Any) -> Any:
-    """x + y (broadcasting)."""
+    """x + y (broadcasting). d(x + y) = dx + dy."""
     if not (isinstance(x, Dual) or isinstance(y, Dual)):
         return x + y
     p = add(_split(x)[0], _split(y)[0])
@@ -187,7 +154,7 @@ def add(x: Any, y: Any) -> Any:
 
 
 def sub(x: Any, y: Any) -> Any:
-    """x − y (broadcasting)."""
+    """x − y (broadcasting). d(x − y) = dx − dy."""
     if not (isinstance(x, Dual) or isinstance(y, Dual)):
         return x - y
     p = sub(_split(x)[0], _split(y)[0])
@@ -233,51 +200,43 @@ def power(x: Any, c: float) -> Any:
 
 
 def matmul(x: Any, y: Any) -> Any:
-    """x @ y for arrays of rank ≥ 2 (batched over leading axes). d(xy) = dx·y + x·dy."""
+    """x @ y for rank ≥ 2 (leading axes broadcast). d(xy) = dx·y + x·dy."""
     if not (isinstance(x, Dual) or isinstance(y, Dual)):
         return x @ y
-    (xp_, _), (yp_, _) = _split(x), _split(y)
-    out_ndim = max(ndim(xp_), ndim(yp_))
-    tx, ty = _align(x, out_ndim), _align(y, out_ndim)
-    if tx is not None and ty is not None and _stackable(tx, xp_, yp_, ty):
-        # dx·y + x·dy = [dx x]·[y; dy]: the two tangent products as one longer product
-        t = xp.concatenate([tx, xp_], axis=1) @ xp.concatenate([yp_, ty], axis=0)
-        return Dual(matmul(xp_, yp_), t)
-    if tx is not None and _shares_rows(xp_, tx, yp_):
-        # [x; dx]·y: the value and dx·y in one taller product (k directions: k·m more rows)
-        m, n = shape(xp_)
-        both = xp.concatenate([xp_, reshape(tx, (-1, n))], axis=0) @ yp_
-        p, t = both[:m], reshape(both[m:], shape(tx)[:-1] + shape(yp_)[1:])
-        if ty is not None:
-            t += matmul(xp_, ty)  # t is a fresh product: add in place
-        return Dual(p, t)
-    p = matmul(xp_, yp_)
-    if tx is None or ty is None:
-        return Dual(p, matmul(tx, yp_) if ty is None else matmul(xp_, ty))
-    t, t2 = matmul(tx, yp_), matmul(xp_, ty)
+    (xv, _), (yv, _) = _split(x), _split(y)
+    out_ndim = max(ndim(xv), ndim(yv))
+    dx, dy = _align(x, out_ndim), _align(y, out_ndim)
+    fused = _matmul_fused(xv, dx, yv, dy)
+    if fused is not None:
+        return fused
+    p = matmul(xv, yv)
+    if dx is None or dy is None:
+        return Dual(p, matmul(dx, yv) if dy is None else matmul(xv, dy))
+    t, t2 = matmul(dx, yv), matmul(xv, dy)
     if is_dual(t) or is_dual(t2) or shape(t) != shape(t2) or t.dtype != t2.dtype:
         return Dual(p, add(t, t2))
     t += t2  # both are fresh products: add in place, saving a temporary of the result's size
     return Dual(p, t)
 
 
-def _stackable(tx: Any, x: Any, y: Any, ty: Any) -> bool:
-    """Whether to form a tangent product as one product over a doubled inner axis.
+def _matmul_fused(x: Any, dx: Any, y: Any, dy: Any) -> Dual | None:
+    """``matmul``'s result in fewer, larger BLAS calls for plain 2-D x, y (None: no fast path).
 
-    Worth it for plain 2-D operands when copying them costs less than the result: outer-product
-    shapes such as the weight gradient gᵀa of a small batch (then BLAS also runs more efficiently).
+    [dx x]·[y; dy] = dx·y + x·dy where copying costs less than the result (outer-product shapes,
+    as the weight gradient gᵀa of a small batch); else [x; dx]·y = [xy; dx·y] (docs/engine.md).
     """
-    if any(isinstance(v, Dual) or ndim(v) != 2 for v in (tx, x, y, ty)):
-        return False
-    (m, k), n = shape(x), shape(y)[1]
-    return 2 * k * (m + n) < m * n
-
-
-def _shares_rows(x: Any, tx: Any, y: Any) -> bool:
-    """Whether the value x·y and the tangent dx·y can be one product with rows stacked."""
-    if any(isinstance(v, Dual) for v in (x, tx, y)) or ndim(x) != 2 or ndim(y) != 2:
-        return False
-    return ndim(tx) in (2, 3) and x.dtype == tx.dtype
+    if dx is None or any(isinstance(v, Dual) for v in (x, dx, y)) or not ndim(x) == ndim(y) == 2:
+        return None
+    (m, n), q = shape(x), shape(y)[1]
+    if not isinstance(dy, Dual) and ndim(dx) == ndim(dy) == 2 and 2 * n * (m + q) < m * q:
+        return Dual(x @ y, xp.concatenate([dx, x], axis=1) @ xp.concatenate([y, dy], axis=0))
+    if ndim(dx) not in (2, 3) or x.dtype != dx.dtype:
+        return None
+    both = xp.concatenate([x, reshape(dx, (-1, n))], axis=0) @ y  # k directions: k·m more rows
+    p, t = both[:m], reshape(both[m:], shape(dx)[:-1] + (q,))
+    if dy is not None:
+        t += matmul(x, dy)  # t is a fresh product: add in place
+    return Dual(p, t)
 
 
 # ----------------------------------------------------------------------------- elementwise
@@ -333,8 +292,6 @@ def maximum(x: Any, y: Any) -> Any:
 
 def astype(x: Any, dtype: Any) -> Any:
     """Cast the value (and its tangent) to ``dtype``."""
-    if isinstance(x, Dual):
-        return x.astype(dtype)
     return x.astype(dtype) if hasattr(x, "astype") else x
 
 
@@ -342,7 +299,7 @@ def astype(x: Any, dtype: Any) -> Any:
 
 
 def sum(x: Any, axis: Any = None, keepdims: bool = False) -> Any:  # noqa: A001
-    """Sum over ``axis`` (None: all axes)."""
+    """Sum over ``axis`` (None: all axes); the tangent is summed alike."""
     if not isinstance(x, Dual):
         return xp.sum(x, axis=axis, keepdims=keepdims)
     axes = _axes(axis, ndim(x.primal))
@@ -395,15 +352,13 @@ def broadcast_to(x: Any, new_shape: Sequence[int]) -> Any:
 
 
 def _index(idx: Any) -> tuple:
-    return idx if isinstance(idx, tuple) else (idx,)
+    """``idx`` as a tuple of plain (non-dual) indices."""
+    return tuple(primal(i) for i in (idx if isinstance(idx, tuple) else (idx,)))
 
 
 def _k_first_works(idx: tuple) -> bool:
-    """Whether ``(slice(None),) + idx`` indexes a batched tangent as ``idx`` indexes its value.
-
-    It does unless ``idx`` holds advanced indices (arrays, lists, masks; with them, ints too)
-    that are not adjacent: NumPy moves those to the front, in front of the k axis too.
-    """
+    """Whether ``(slice(None),) + idx`` indexes a batched tangent as ``idx`` its value: unless
+    ``idx`` holds non-adjacent advanced indices, which NumPy moves in front of the k axis."""
     picks = [i for i, j in enumerate(idx) if not (j is None or j is Ellipsis or type(j) is slice)]
     if all(isinstance(idx[i], int) and not isinstance(idx[i], bool) for i in picks):
         return True  # basic indexing only
@@ -415,17 +370,14 @@ def _k_index(idx: tuple) -> tuple:
     return idx + (slice(None),) if any(j is Ellipsis for j in idx) else idx
 
 
-def _k_last(t: Any) -> Any:
-    return transpose(t, tuple(range(1, ndim(t))) + (0,))
-
-
-def _k_first(t: Any) -> Any:
-    return transpose(t, (ndim(t) - 1,) + tuple(range(ndim(t) - 1)))
+# a batched tangent's k axis moved last, and back to the front
+_k_last = lambda t: transpose(t, tuple(range(1, ndim(t))) + (0,))
+_k_first = lambda t: transpose(t, (ndim(t) - 1,) + tuple(range(ndim(t) - 1)))
 
 
 def getitem(x: Any, idx: Any) -> Any:
     """``x[idx]``: any NumPy index (basic, advanced, mixed, boolean masks, None, ``...``)."""
-    idx = tuple(primal(i) for i in _index(idx))
+    idx = _index(idx)
     if not isinstance(x, Dual):
         return x[idx]
     if not is_batched(x):
@@ -438,7 +390,7 @@ def getitem(x: Any, idx: Any) -> Any:
 
 def index_add(target_shape: Sequence[int], idx: Any, y: Any) -> Any:
     """Zeros of ``target_shape`` with ``y`` added at ``idx`` (the adjoint of ``getitem``)."""
-    idx, target_shape = tuple(primal(i) for i in _index(idx)), tuple(target_shape)
+    idx, target_shape = _index(idx), tuple(target_shape)
     if not isinstance(y, Dual):
         z = xp.zeros(target_shape, dtype=y.dtype)
         _add_at(z, idx, y)
@@ -474,11 +426,8 @@ def pad(x: Any, widths: Sequence[tuple[int, int]]) -> Any:
 
 
 def per_sample_linear(f: Callable[[Array], Array], x: Any) -> Any:
-    """Apply a *linear* map ``f`` that treats axis 0 as a batch of independent samples.
-
-    For a dual, a linear map acts on value and tangent alike; the k directions of a batched
-    tangent are folded into the sample axis, so ``f`` runs once for all of them.
-    """
+    """``f(x)`` for a *linear* ``f`` over samples on axis 0: ``Dual(f(x), f(dx))``; the k
+    directions of a batched dx are folded into the sample axis, so ``f`` runs once for all."""
     if not isinstance(x, Dual):
         return f(x)
     p = per_sample_linear(f, x.primal)
@@ -498,6 +447,4 @@ def stop_gradient_max(x: Any, axis: Any = None, keepdims: bool = True) -> Array:
 
 def tangent_of(x: Any, like: Any) -> Array:
     """The tangent of ``x`` as a plain array shaped like ``like`` (zeros for constants)."""
-    if isinstance(x, Dual):
-        return x.tangent
-    return xp.zeros_like(primal(like))
+    return x.tangent if isinstance(x, Dual) else xp.zeros_like(primal(like))

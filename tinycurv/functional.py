@@ -1,21 +1,18 @@
 """The functional API: gradients, JVPs, Hessian-vector products and Taylor terms of a closure.
 
-``closure()`` takes no arguments and returns a scalar ``Tensor`` computed from ``params``, a list of
-floating tensors (typically ``model.parameters()``). Vectors, tangents and directions are lists of
-backend arrays shaped like ``params``. Results are plain backend arrays (0-d for scalars), never
-tensors or duals; no ``.grad`` is written, of ``params`` or of any other leaf. A tensor computed on
-the tape may be a parameter too: it is differentiated as it stands, as by ``torch.autograd.grad``
-(not through the computation that made it, which must not involve another of ``params``).
+``closure()`` takes no arguments and returns a scalar ``Tensor`` computed from ``params``, a list
+of floating tensors (typically ``model.parameters()``). Vectors are lists of backend arrays shaped
+like ``params`` (batched: ``(k,) + p.shape`` each). Results are plain backend arrays (0-d for
+scalars); no ``.grad`` is written. A parameter computed on the tape is differentiated as it
+stands, as by ``torch.autograd.grad`` (not through the computation that made it, which must not
+involve another of ``params``).
 
-How each is computed:
-
-* ``grad``: reverse mode — one forward and one backward sweep.
-* ``jvp``: forward mode — the parameters' data become ``Dual(θ, v)``; one forward sweep.
-* ``hvp``: forward-over-reverse — the parameters' data become ``Dual(θ, v)`` and reverse mode runs
-  on the duals; the gradient comes back as ``Dual(∇L, H v)``. One forward and one backward
-  sweep on duals, no Hessian is ever formed (Pearlmutter 1994).
-* ``taylor``: nested duals ``Dual(Dual(Dual(θ, u), u), u)`` push ``θ + t·u`` through the forward
-  sweep; the nested tangents are the derivatives of ``φ(t) = L(θ + t·u)`` at 0.
+* ``grad``: reverse mode, one forward and one backward sweep.
+* ``jvp``: forward mode, the parameters' data become ``Dual(θ, v)``; one forward sweep.
+* ``hvp``: forward-over-reverse (Pearlmutter 1994): reverse mode on ``Dual(θ, v)`` returns the
+  gradient as ``Dual(∇L, H·v)``; no Hessian is ever formed.
+* ``taylor``: nested duals ``Dual(Dual(Dual(θ, u), u), u)`` give the derivatives of
+  ``φ(t) = L(θ + t·u)`` at 0. More in docs/engine.md.
 """
 
 from __future__ import annotations
@@ -52,12 +49,8 @@ def _check(params: Sequence[Tensor], vectors: Sequence[Any], what: str, batched:
 
 
 def _check_params(params: Sequence[Tensor], what: str) -> None:
-    """Refuse parameters whose derivatives would silently come out wrong.
-
-    TypeError for a non-floating one (its directions would be truncated); ValueError for one
-    given twice (one of its two directions would be lost) or computed from another (a non-leaf
-    parameter is an input of its own, see ``_substituted``: the path through it would be lost).
-    """
+    """Refuse parameters whose derivatives would silently come out wrong: TypeError for a
+    non-floating one, ValueError for one given twice or computed from another of ``params``."""
     ids: dict[int, int] = {}
     for i, p in enumerate(params):
         if id(p) in ids:
@@ -92,11 +85,8 @@ def _tangent(v: Any, p: Tensor) -> Any:
 
 @contextlib.contextmanager
 def _substituted(params: Sequence[Tensor], values: Sequence[Any]) -> Iterator[None]:
-    """Temporarily replace each parameter's data (by a dual, typically) and clear its grad.
-
-    A parameter that is not a leaf is cut from the tape meanwhile: it becomes an input of the
-    closure, differentiated as ``torch.autograd.grad`` does (the tape above it left alone).
-    """
+    """Temporarily replace each parameter's data (by a dual, typically) and clear its grad;
+    a non-leaf parameter is cut from the tape meanwhile (it becomes an input of the closure)."""
     saved = [(p.data, p.grad, p.requires_grad, p.creator, p.parents) for p in params]
     try:
         for p, v in zip(params, values, strict=True):
@@ -117,13 +107,8 @@ def _scalar(out: Any, what: str) -> Tensor:
 
 
 def value_and_grad(closure: Closure, params: Sequence[Tensor]) -> tuple[Any, list[Any]]:
-    """The loss and its gradient with respect to ``params``.
-
-    Returns
-    -------
-    value : 0-d array
-    grads : list of arrays shaped like ``params`` (zeros where the loss does not depend on one)
-    """
+    """``(L(θ), ∇L(θ))``: a 0-d array and arrays shaped like ``params`` (zeros where L does
+    not depend on one)."""
     return _value_and_grad(closure, params, "value_and_grad")
 
 
@@ -142,16 +127,11 @@ def _value_and_grad(closure: Closure, params: Sequence[Tensor], what: str) -> tu
 
 
 def jvp(closure: Closure, params: Sequence[Tensor], tangents: Sequence[Any]) -> tuple[Any, Any]:
-    """``(L(θ), ∇L(θ)·v)``: the value and the directional derivative along ``tangents``.
-
-    One forward sweep on duals ``Dual(θ, v)``; no tape is recorded.
-    """
+    """``(L(θ), ∇L(θ)·v)``, 0-d arrays: one forward sweep on ``Dual(θ, v)``, no tape."""
     _check(params, tangents, "jvp", batched=False)
-    with _substituted(
-        params, [D.Dual(p.data, _tangent(v, p)) for p, v in zip(params, tangents, strict=True)]
-    ):
-        with no_grad():
-            out = _scalar(closure(), "jvp").data
+    duals = [D.Dual(p.data, _tangent(v, p)) for p, v in zip(params, tangents, strict=True)]
+    with _substituted(params, duals), no_grad():
+        out = _scalar(closure(), "jvp").data
     if not D.is_dual(out):  # the loss does not depend on params
         return xp.reshape(out, ()), xp.zeros((), dtype=D.primal(out).dtype)
     return xp.reshape(out.primal, ()), xp.reshape(out.tangent, ())
@@ -160,26 +140,11 @@ def jvp(closure: Closure, params: Sequence[Tensor], tangents: Sequence[Any]) -> 
 def value_grad_and_hvp(
     closure: Closure, params: Sequence[Tensor], vectors: Sequence[Any], batched: bool = False
 ) -> tuple[Any, list[Any], list[Any]]:
-    """The loss, its gradient and Hessian-vector products ``H v``, from one sweep on duals.
+    """``(L(θ), ∇L(θ), H·v)`` from one forward and one backward sweep on ``Dual(θ, v)``.
 
-    Forward-over-reverse returns the gradient as ``Dual(∇L, H v)``: its primal is the gradient,
-    its tangent the HVP, so both come from the same forward and backward sweep.
-
-    Parameters
-    ----------
-    closure : callable
-        ``closure()`` returns the scalar loss as a Tensor computed from ``params``.
-    params : list of Tensor
-        The leaves to differentiate with respect to.
-    vectors : list of arrays
-        ``v``, shaped like ``params``; with ``batched=True`` each has a leading axis of k
-        directions, shape ``(k,) + p.shape``, and all k products share one primal sweep.
-
-    Returns
-    -------
-    value : 0-d array
-    grads : list of arrays shaped like ``params``
-    hvps : list of arrays shaped like ``vectors``
+    Reverse mode on duals returns the gradient as ``Dual(∇L, H·v)``. ``vectors`` are shaped like
+    ``params``, or with ``batched=True`` like ``(k,) + p.shape``: k directions sharing one primal
+    sweep. Returns a 0-d array, arrays shaped like ``params`` and arrays shaped like ``vectors``.
     """
     k = _check(params, vectors, "hvp", batched)
     duals = [D.Dual(p.data, _tangent(v, p)) for p, v in zip(params, vectors, strict=True)]
@@ -206,20 +171,15 @@ def value_grad_and_hvp(
 def hvp(
     closure: Closure, params: Sequence[Tensor], vectors: Sequence[Any], batched: bool = False
 ) -> list[Any]:
-    """Hessian-vector products ``H v`` by forward-over-reverse (see ``value_grad_and_hvp``).
-
-    Returns a list of arrays shaped like ``vectors``: ``(k,) + p.shape`` each when
-    ``batched=True``.
-    """
+    """``H·v`` by forward-over-reverse, arrays shaped like ``vectors`` (``value_grad_and_hvp``)."""
     return value_grad_and_hvp(closure, params, vectors, batched)[2]
 
 
 def _lift(theta: Any, u: Any, order: int) -> Any:
     """``θ + t·u`` as nested duals of depth ``order``: Dual(…Dual(Dual(θ, u), u)…, u)."""
-    x = theta
     for _ in range(order):
-        x = D.Dual(x, u)
-    return x
+        theta = D.Dual(theta, u)
+    return theta
 
 
 def _coefficient(x: Any, j: int, order: int) -> Any:
@@ -236,15 +196,12 @@ def _coefficient(x: Any, j: int, order: int) -> Any:
 def taylor(
     closure: Closure, params: Sequence[Tensor], direction: Sequence[Any], order: int = 3
 ) -> list[float]:
-    """Derivatives ``[φ(0), φ'(0), …, φ⁽ᵒʳᵈᵉʳ⁾(0)]`` of ``φ(t) = L(θ + t·u)``, u = ``direction``.
-
-    Computed exactly by nested dual numbers (one forward sweep, 2^order components).
-    """
+    """``[φ(0), φ'(0), …, φ⁽ᵒʳᵈᵉʳ⁾(0)]`` of ``φ(t) = L(θ + t·u)``, u = ``direction``, exactly:
+    nested duals of depth ``order`` (one forward sweep, 2^order components)."""
     if order < 0:
         raise ValueError(f"taylor: order must be ≥ 0, got {order}")
     _check(params, direction, "taylor", batched=False)
     lifted = [_lift(p.data, _tangent(u, p), order) for p, u in zip(params, direction, strict=True)]
-    with _substituted(params, lifted):
-        with no_grad():
-            out = _scalar(closure(), "taylor").data
+    with _substituted(params, lifted), no_grad():
+        out = _scalar(closure(), "taylor").data
     return [float(xp.reshape(_coefficient(out, j, order), ())) for j in range(order + 1)]

@@ -1,10 +1,14 @@
 """The primitives of reverse mode: each a ``forward`` and its vector-Jacobian product ``backward``.
 
-Read one class at a time: the forward rule and its derivative sit side by side. All array math
-goes through ``tinycurv.dual`` (imported as ``D``), whose functions accept duals too — so every
-``backward`` below, run on dual data, differentiates itself forward: forward-over-reverse.
+Reverse-mode automatic differentiation as in Griewank & Walther, *Evaluating Derivatives* (2008);
+run on dual numbers it becomes forward-over-reverse (Pearlmutter 1994). Read one class at a
+time: the forward rule and its derivative sit side by side. All array math goes through
+``tinycurv.dual`` (imported as ``D``), whose functions accept duals too, so every ``backward``
+below, run on dual data, differentiates itself forward.
 
-Notation: ``gy`` is the cotangent of the output, ``gx`` (``gw``, …) those of the inputs.
+Notation and shapes: ``gy`` is the cotangent of the output (shaped like the output), ``gx``,
+``gw`` those of the inputs (shaped like them: ``unbroadcast`` sums over the axes that
+broadcasting added or stretched). The public functions at the end take tensors or constants.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from typing import Any
 
 from tinycurv import dual as D
 from tinycurv.backend import is_array, xp
-from tinycurv.tensor import Function, Tensor
+from tinycurv.tensor import Function, Tensor, _data
 
 
 def unbroadcast(g: Any, shape: tuple[int, ...]) -> Any:
@@ -37,7 +41,7 @@ class Add(Function):
         self.shapes = D.shape(x), D.shape(y)
         return D.add(x, y)
 
-    def backward(self, gy):
+    def backward(self, gy):  # gx = gy, gw = gy
         pairs = zip(self.shapes, self.needs_grad, strict=True)
         return tuple(unbroadcast(gy, s) if n else None for s, n in pairs)
 
@@ -47,7 +51,7 @@ class Sub(Function):
         self.shapes = D.shape(x), D.shape(y)
         return D.sub(x, y)
 
-    def backward(self, gy):
+    def backward(self, gy):  # gx = gy, gw = −gy
         (sx, sy), (nx, ny) = self.shapes, self.needs_grad
         return (unbroadcast(gy, sx) if nx else None, unbroadcast(D.neg(gy), sy) if ny else None)
 
@@ -57,7 +61,7 @@ class Mul(Function):
         self.x, self.y = x, y
         return D.mul(x, y)
 
-    def backward(self, gy):
+    def backward(self, gy):  # gx = gy·y, gw = gy·x
         x, y = self.x, self.y
         gx = unbroadcast(D.mul(gy, y), D.shape(x)) if self.needs_grad[0] else None
         gw = unbroadcast(D.mul(gy, x), D.shape(y)) if self.needs_grad[1] else None
@@ -69,11 +73,11 @@ class Div(Function):
         self.x, self.y = x, y
         return D.div(x, y)
 
-    def backward(self, gy):
+    def backward(self, gy):  # gx = gy/y, gw = −gy·x/y²
         x, y = self.x, self.y
         gx = unbroadcast(D.div(gy, y), D.shape(x)) if self.needs_grad[0] else None
         gw = None
-        if self.needs_grad[1]:  # d(x/y)/dy = −x/y²
+        if self.needs_grad[1]:
             gw = unbroadcast(D.neg(D.div(D.mul(gy, x), D.mul(y, y))), D.shape(y))
         return gx, gw
 
@@ -82,7 +86,7 @@ class Neg(Function):
     def forward(self, x):
         return D.neg(x)
 
-    def backward(self, gy):
+    def backward(self, gy):  # gx = −gy
         return (D.neg(gy),)
 
 
@@ -94,7 +98,7 @@ class Pow(Function):
         self.x = x
         return D.power(x, self.c)
 
-    def backward(self, gy):
+    def backward(self, gy):  # gx = gy·c·xᶜ⁻¹
         return (D.mul(gy, D.mul(self.c, D.power(self.x, self.c - 1.0))),)
 
 
@@ -108,9 +112,9 @@ class MatMul(Function):
     def backward(self, gy):
         x, w = self.x, self.w
         gx = gw = None
-        if self.needs_grad[0]:  # ∂/∂x: gy wᵀ
+        if self.needs_grad[0]:  # gx = gy·wᵀ
             gx = unbroadcast(D.matmul(gy, D.swapaxes(w, -1, -2)), D.shape(x))
-        if self.needs_grad[1]:  # ∂/∂w: xᵀ gy, formed as (gyᵀ x)ᵀ so that for w = Wᵀ (a Linear
+        if self.needs_grad[1]:  # gw = xᵀ·gy, formed as (gyᵀ x)ᵀ so that for w = Wᵀ (a Linear
             # layer) the gradient of W comes back C-contiguous: same products, faster updates
             gw = unbroadcast(D.swapaxes(D.matmul(D.swapaxes(gy, -1, -2), x), -1, -2), D.shape(w))
         return gx, gw
@@ -124,7 +128,7 @@ class Exp(Function):
         self.y = D.exp(x)
         return self.y
 
-    def backward(self, gy):
+    def backward(self, gy):  # gx = gy·eˣ
         return (D.mul(gy, self.y),)
 
 
@@ -133,7 +137,7 @@ class Log(Function):
         self.x = x
         return D.log(x)
 
-    def backward(self, gy):
+    def backward(self, gy):  # gx = gy/x
         return (D.div(gy, self.x),)
 
 
@@ -160,7 +164,7 @@ class ReLU(Function):
         self.mask = D.primal(x) > 0  # a constant: relu is piecewise linear
         return D.mul(x, self.mask)
 
-    def backward(self, gy):
+    def backward(self, gy):  # gx = gy·[x > 0]
         return (D.mul(gy, self.mask),)
 
 
@@ -168,13 +172,13 @@ class Where(Function):
     """``x`` where ``cond`` else ``y``; ``cond`` is a constant boolean array."""
 
     def __init__(self, cond: Any):
-        self.cond = xp.asarray(D.primal(cond.data if isinstance(cond, Tensor) else cond))
+        self.cond = xp.asarray(D.primal(_data(cond)))
 
     def forward(self, x, y):
         self.shapes = D.shape(x), D.shape(y)
         return D.where(self.cond, x, y)
 
-    def backward(self, gy):
+    def backward(self, gy):  # gy to x where cond, to y elsewhere
         zero = D.primal(gy).dtype.type(0)
         (sx, sy), (nx, ny) = self.shapes, self.needs_grad
         gx = unbroadcast(D.where(self.cond, gy, zero), sx) if nx else None
@@ -210,7 +214,7 @@ class Reshape(Function):
         self.shape = D.shape(x)
         return D.reshape(x, self.new_shape)
 
-    def backward(self, gy):
+    def backward(self, gy):  # gy back to the input's shape
         return (D.reshape(gy, self.shape),)
 
 
@@ -239,7 +243,7 @@ class GetItem(Function):
         self.shape = D.shape(x)
         return D.getitem(x, self.idx)
 
-    def backward(self, gy):
+    def backward(self, gy):  # gy added back at idx (repeats add up)
         return (D.index_add(self.shape, self.idx, gy),)
 
 
@@ -284,35 +288,25 @@ class LogSoftmax(Function):
 
 
 # ----------------------------------------------------------------------------- public functions
+# Tensors (or constants) in, a recorded Tensor out: each runs its primitive above.
 
-
-def _const(x: Any) -> Any:
-    return x.data if isinstance(x, Tensor) else x
-
-
-def add(x: Any, y: Any) -> Tensor:
-    """x + y."""
-    return Add.apply(x, y)
-
-
-def sub(x: Any, y: Any) -> Tensor:
-    """x − y."""
-    return Sub.apply(x, y)
-
-
-def mul(x: Any, y: Any) -> Tensor:
-    """x · y (elementwise)."""
-    return Mul.apply(x, y)
-
-
-def div(x: Any, y: Any) -> Tensor:
-    """x / y (elementwise)."""
-    return Div.apply(x, y)
-
-
-def neg(x: Any) -> Tensor:
-    """−x."""
-    return Neg.apply(x)
+add = lambda x, y: Add.apply(x, y)  # x + y (broadcasting, as every binary function here)
+sub = lambda x, y: Sub.apply(x, y)  # x − y
+mul = lambda x, y: Mul.apply(x, y)  # x · y, elementwise
+div = lambda x, y: Div.apply(x, y)  # x / y, elementwise
+neg = lambda x: Neg.apply(x)  # −x
+exp = lambda x: Exp.apply(x)
+log = lambda x: Log.apply(x)
+tanh = lambda x: Tanh.apply(x)
+sigmoid = lambda x: Sigmoid.apply(x)  # 1 / (1 + exp(−x))
+relu = lambda x: ReLU.apply(x)  # max(x, 0)
+where = lambda cond, x, y: Where.apply(x, y, cond=cond)  # x if cond else y; cond: constant
+sum = lambda x, axis=None, keepdims=False: Sum.apply(x, axis=axis, keepdims=keepdims)  # noqa: A001
+reshape = lambda x, shape: Reshape.apply(x, shape=shape)  # row-major
+transpose = lambda x, axes=None: Transpose.apply(x, axes=axes)  # None: reverse the axes
+logsumexp = lambda x, axis=-1, keepdims=False: LogSumExp.apply(x, axis=axis, keepdims=keepdims)
+log_softmax = lambda x, axis=-1: LogSoftmax.apply(x, axis=axis)
+softmax = lambda x, axis=-1: exp(log_softmax(x, axis=axis))
 
 
 def pow(x: Any, c: float) -> Tensor:  # noqa: A001
@@ -339,44 +333,9 @@ def matmul(x: Any, w: Any) -> Tensor:
     return MatMul.apply(x, w)
 
 
-def exp(x: Any) -> Tensor:
-    """exp(x)."""
-    return Exp.apply(x)
-
-
-def log(x: Any) -> Tensor:
-    """log(x)."""
-    return Log.apply(x)
-
-
-def tanh(x: Any) -> Tensor:
-    """tanh(x)."""
-    return Tanh.apply(x)
-
-
-def sigmoid(x: Any) -> Tensor:
-    """1 / (1 + exp(−x))."""
-    return Sigmoid.apply(x)
-
-
-def relu(x: Any) -> Tensor:
-    """max(x, 0)."""
-    return ReLU.apply(x)
-
-
-def where(cond: Any, x: Any, y: Any) -> Tensor:
-    """Elementwise ``x if cond else y`` (``cond`` a boolean array, not differentiated)."""
-    return Where.apply(x, y, cond=cond)
-
-
 def maximum(x: Any, y: Any) -> Tensor:
     """Elementwise maximum; at ties the derivative follows ``x``."""
-    return where(D.primal(_const(x)) >= D.primal(_const(y)), x, y)
-
-
-def sum(x: Any, axis: Any = None, keepdims: bool = False) -> Tensor:  # noqa: A001
-    """Sum over ``axis`` (None: all)."""
-    return Sum.apply(x, axis=axis, keepdims=keepdims)
+    return where(D.primal(_data(x)) >= D.primal(_data(y)), x, y)
 
 
 def mean(x: Any, axis: Any = None, keepdims: bool = False) -> Tensor:
@@ -388,41 +347,13 @@ def mean(x: Any, axis: Any = None, keepdims: bool = False) -> Tensor:
     return mul(sum(x, axis=axis, keepdims=keepdims), 1.0 / count)
 
 
-def reshape(x: Any, shape: Any) -> Tensor:
-    """Reshape (row-major)."""
-    return Reshape.apply(x, shape=shape)
-
-
-def transpose(x: Any, axes: Any = None) -> Tensor:
-    """Permute axes (None: reverse)."""
-    return Transpose.apply(x, axes=axes)
-
-
 def getitem(x: Any, idx: Any) -> Tensor:
     """x[idx] (basic or advanced indexing)."""
-    if isinstance(idx, Tensor):
-        idx = idx.data
-    elif isinstance(idx, tuple):
-        idx = tuple(i.data if isinstance(i, Tensor) else i for i in idx)
+    idx = tuple(map(_data, idx)) if isinstance(idx, tuple) else _data(idx)
     return GetItem.apply(x, idx=idx)
 
 
 def take(x: Any, indices: Any, axis: int = 0) -> Tensor:
     """Select ``indices`` along ``axis`` (like ``numpy.take``)."""
     x = x if isinstance(x, Tensor) else Tensor(x)
-    return getitem(x, (slice(None),) * (axis % x.ndim) + (_const(indices),))
-
-
-def logsumexp(x: Any, axis: int = -1, keepdims: bool = False) -> Tensor:
-    """log Σ exp(x) along ``axis``."""
-    return LogSumExp.apply(x, axis=axis, keepdims=keepdims)
-
-
-def log_softmax(x: Any, axis: int = -1) -> Tensor:
-    """log softmax(x) along ``axis``."""
-    return LogSoftmax.apply(x, axis=axis)
-
-
-def softmax(x: Any, axis: int = -1) -> Tensor:
-    """softmax(x) along ``axis``."""
-    return exp(log_softmax(x, axis=axis))
+    return getitem(x, (slice(None),) * (axis % x.ndim) + (_data(indices),))

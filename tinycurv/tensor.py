@@ -1,9 +1,10 @@
 """Reverse mode: the ``Tensor``, the tape, and the backward sweep.
 
 A ``Tensor`` wraps an array (``tensor.data``) and remembers the primitive ``Function`` that made
-it. ``loss.backward()`` visits the tape in reverse topological order and calls each function's
-``backward``: a vector-Jacobian product (VJP) mapping the cotangent of its output to cotangents of
-its inputs. Leaves with ``requires_grad=True`` accumulate theirs in ``.grad``.
+it (``creator``) and its inputs (``parents``). ``loss.backward()`` visits the tape in reverse
+topological order and calls each function's ``backward``: a vector-Jacobian product (VJP)
+mapping the cotangent ``gy`` of its output (shaped like the output) to cotangents of its inputs
+(shaped like them). Leaves with ``requires_grad=True`` accumulate theirs in ``.grad``.
 
 The primitives (``tinycurv.ops``) compute with the dual-aware array functions of
 ``tinycurv.dual``, so ``data`` may be a dual number and everything still works: that is how
@@ -44,13 +45,9 @@ def is_grad_enabled() -> bool:
 
 
 class Function:
-    """A primitive operation: ``forward`` on arrays, ``backward`` its vector-Jacobian product.
-
-    Subclasses implement ``forward(self, *xs)`` returning the output array and
-    ``backward(self, gy)`` returning one cotangent per input (``None`` where
-    ``self.needs_grad[i]`` is False). Both use the functions of ``tinycurv.dual`` so that they
-    also run on dual numbers. State needed by ``backward`` is stored on ``self``.
-    """
+    """A primitive: ``forward(*xs)`` returns the output array, ``backward(gy)`` one cotangent per
+    input (None where ``self.needs_grad[i]`` is False), both written with ``tinycurv.dual`` so that
+    they run on duals too. What ``backward`` needs, ``forward`` keeps on ``self``."""
 
     needs_grad: tuple[bool, ...] = ()
 
@@ -75,17 +72,11 @@ class Function:
 
 
 class Tensor:
-    """An array (``data``) on the tape of reverse mode.
+    """An array ``data`` (array, Dual or number) on the tape of reverse mode.
 
-    Parameters
-    ----------
-    data : array, Dual or number
-        The value. Python numbers and lists become arrays of the default dtype; arrays keep
-        their dtype (a NumPy array is moved to the GPU when the backend is CuPy).
-    requires_grad : bool
-        Whether ``backward`` should accumulate a gradient in ``.grad``.
-    name : str, optional
-        A label, shown in ``repr``.
+    Python numbers and lists become arrays of the default dtype; arrays keep their dtype (a NumPy
+    array moves to the GPU when the backend is CuPy). ``requires_grad``: whether ``backward``
+    accumulates a gradient in ``.grad``; ``name``: a label, shown in ``repr``.
     """
 
     __array_ufunc__ = None  # `ndarray op Tensor` defers to Tensor's reflected operators
@@ -121,8 +112,7 @@ class Tensor:
         label = f", name={self.name!r}" if self.name else ""
         return f"Tensor({D.primal(self.data)!r}{label})"
 
-    def __len__(self) -> int:
-        return self.shape[0]
+    __len__ = lambda self: self.shape[0]
 
     def item(self) -> float:
         """The value of a one-element tensor as a Python float (a host transfer)."""
@@ -142,15 +132,8 @@ class Tensor:
         self.grad = None
 
     def backward(self, grad: Any = None, inputs: Any = None) -> None:
-        """Back-propagate from this tensor; leaves accumulate their gradient in ``.grad``.
-
-        Parameters
-        ----------
-        grad : array, optional
-            The cotangent of this tensor; defaults to 1 for a scalar (one-element) tensor.
-        inputs : list of Tensor, optional
-            Only these leaves accumulate a gradient (default: every leaf reached), as in PyTorch.
-        """
+        """Back-propagate ``grad`` (shaped like this tensor; default 1 for a one-element one);
+        the leaves reached (only those in ``inputs``, if given) accumulate it in ``.grad``."""
         if grad is None:
             if self.size != 1:
                 raise ValueError(
@@ -177,98 +160,45 @@ class Tensor:
                     grads[key] = gx if key not in grads else D.add(grads[key], gx)
 
     # operators and methods: thin wrappers over the primitives of tinycurv.ops
-    def __add__(self, o: Any) -> Tensor:
-        return ops.add(self, o)
-
-    def __radd__(self, o: Any) -> Tensor:
-        return ops.add(o, self)
-
-    def __sub__(self, o: Any) -> Tensor:
-        return ops.sub(self, o)
-
-    def __rsub__(self, o: Any) -> Tensor:
-        return ops.sub(o, self)
-
-    def __mul__(self, o: Any) -> Tensor:
-        return ops.mul(self, o)
-
-    def __rmul__(self, o: Any) -> Tensor:
-        return ops.mul(o, self)
-
-    def __truediv__(self, o: Any) -> Tensor:
-        return ops.div(self, o)
-
-    def __rtruediv__(self, o: Any) -> Tensor:
-        return ops.div(o, self)
-
-    def __matmul__(self, o: Any) -> Tensor:
-        return ops.matmul(self, o)
-
-    def __rmatmul__(self, o: Any) -> Tensor:
-        return ops.matmul(o, self)
-
-    def __neg__(self) -> Tensor:
-        return ops.neg(self)
-
-    def __pow__(self, c: float) -> Tensor:
-        return ops.pow(self, c)
-
-    def __getitem__(self, idx: Any) -> Tensor:
-        return ops.getitem(self, idx)
-
+    __add__ = lambda self, o: ops.add(self, o)
+    __radd__ = lambda self, o: ops.add(o, self)
+    __sub__ = lambda self, o: ops.sub(self, o)
+    __rsub__ = lambda self, o: ops.sub(o, self)
+    __mul__ = lambda self, o: ops.mul(self, o)
+    __rmul__ = lambda self, o: ops.mul(o, self)
+    __truediv__ = lambda self, o: ops.div(self, o)
+    __rtruediv__ = lambda self, o: ops.div(o, self)
+    __matmul__ = lambda self, o: ops.matmul(self, o)
+    __rmatmul__ = lambda self, o: ops.matmul(o, self)
+    __neg__ = lambda self: ops.neg(self)
+    __pow__ = lambda self, c: ops.pow(self, c)
+    __getitem__ = lambda self, idx: ops.getitem(self, idx)
     # comparisons give boolean arrays of the value (no derivative), e.g. for masks
-    def __gt__(self, o: Any) -> Any:
-        return D.primal(self.data) > D.primal(o.data if isinstance(o, Tensor) else o)
-
-    def __lt__(self, o: Any) -> Any:
-        return D.primal(self.data) < D.primal(o.data if isinstance(o, Tensor) else o)
-
-    def __ge__(self, o: Any) -> Any:
-        return D.primal(self.data) >= D.primal(o.data if isinstance(o, Tensor) else o)
-
-    def __le__(self, o: Any) -> Any:
-        return D.primal(self.data) <= D.primal(o.data if isinstance(o, Tensor) else o)
-
+    __gt__ = lambda self, o: D.primal(self.data) > D.primal(_data(o))
+    __lt__ = lambda self, o: D.primal(self.data) < D.primal(_data(o))
+    __ge__ = lambda self, o: D.primal(self.data) >= D.primal(_data(o))
+    __le__ = lambda self, o: D.primal(self.data) <= D.primal(_data(o))
     __hash__ = object.__hash__
-
-    @property
-    def T(self) -> Tensor:
-        return ops.transpose(self)
-
-    def exp(self) -> Tensor:
-        return ops.exp(self)
-
-    def log(self) -> Tensor:
-        return ops.log(self)
-
-    def tanh(self) -> Tensor:
-        return ops.tanh(self)
-
-    def sigmoid(self) -> Tensor:
-        return ops.sigmoid(self)
-
-    def relu(self) -> Tensor:
-        return ops.relu(self)
-
-    def sum(self, axis: Any = None, keepdims: bool = False) -> Tensor:
-        return ops.sum(self, axis=axis, keepdims=keepdims)
-
-    def mean(self, axis: Any = None, keepdims: bool = False) -> Tensor:
-        return ops.mean(self, axis=axis, keepdims=keepdims)
-
-    def reshape(self, *shape: Any) -> Tensor:
-        return ops.reshape(self, shape[0] if len(shape) == 1 else shape)
+    T = property(lambda self: ops.transpose(self))
+    exp = lambda self: ops.exp(self)
+    log = lambda self: ops.log(self)
+    tanh = lambda self: ops.tanh(self)
+    sigmoid = lambda self: ops.sigmoid(self)
+    relu = lambda self: ops.relu(self)
+    sum = lambda self, axis=None, keepdims=False: ops.sum(self, axis=axis, keepdims=keepdims)
+    mean = lambda self, axis=None, keepdims=False: ops.mean(self, axis=axis, keepdims=keepdims)
+    logsumexp = lambda self, axis=-1, keepdims=False: ops.logsumexp(self, axis, keepdims)
+    log_softmax = lambda self, axis=-1: ops.log_softmax(self, axis=axis)
+    reshape = lambda self, *shape: ops.reshape(self, shape[0] if len(shape) == 1 else shape)
 
     def transpose(self, *axes: Any) -> Tensor:
         if len(axes) == 1 and not isinstance(axes[0], int):  # t.transpose((1, 0)), (None)
             axes = axes[0]
         return ops.transpose(self, axes or None)
 
-    def logsumexp(self, axis: Any = -1, keepdims: bool = False) -> Tensor:
-        return ops.logsumexp(self, axis=axis, keepdims=keepdims)
 
-    def log_softmax(self, axis: int = -1) -> Tensor:
-        return ops.log_softmax(self, axis=axis)
+def _data(x: Any) -> Any:
+    return x.data if isinstance(x, Tensor) else x
 
 
 def _own(g: Any, owners: set[int]) -> Any:
