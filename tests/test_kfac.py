@@ -19,16 +19,21 @@ from helpers import rel_err
 
 import tinycurv as tc
 from tinycurv import nn
-from tinycurv.backend import asarray
-from tinycurv.curvature import dense
+from tinycurv.backend import asarray, xp
+from tinycurv.curvature import dense, statistics
+from tinycurv.curvature import kfac as kfac_module
 from tinycurv.curvature.kfac import (
     curvature_layers,
+    damped_factors,
     homogeneous,
+    kfac_dampings,
+    kfac_direction,
     layer_indices,
     layer_statistics,
 )
 from tinycurv.curvature.kfac import kfac_factors as _kfac_factors
 from tinycurv.curvature.kfac import sampled_output_gradients as _sampled_output_gradients
+from tinycurv.curvature.linalg import cho_factor
 from tinycurv.data import batches, load_digits
 from tinycurv.optim import KFAC
 
@@ -439,3 +444,100 @@ def test_layer_statistics_without_curvature_and_parameters_outside_layers():
     gain = tc.asnumpy(net.gain.data).copy()
     KFAC(net, loss_fn, lr=0.5, damping=0.1, seed=0).step(x, y)
     np.testing.assert_allclose(tc.asnumpy(net.gain.data), gain - 0.5 * tc.asnumpy(g), rtol=1e-14)
+
+
+# ----------------------------------------------------------------------------- kfac_direction
+
+
+def _spd(rng, n, scale=1.0):
+    X = rng.standard_normal((n + 3, n))
+    return scale * X.T @ X / (n + 3)
+
+
+def _problem(seed, bias=True, m=4, n=6, rows=3):
+    """A, G (SPD, on scales 30 apart, so π ≠ 1), g, ã and ∇ = gᵀã, on the backend."""
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((rows, n))
+    a_t = np.concatenate([a, np.ones((rows, 1))], axis=1) if bias else a
+    g = rng.standard_normal((rows, m))
+    A, G = _spd(rng, a_t.shape[1]), _spd(rng, m, 1 / 30)
+    return [asarray(v) for v in (A, G, g, a, a_t, g.T @ a_t)]
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("pi", [False, True])
+def test_kfac_direction_is_the_damped_kronecker_solve(pi, bias):
+    """vec_row(Δ) = ((G + γ_G I) ⊗ (A + γ_A I))⁻¹ vec_row(∇), γ from M&G §6.3 (eq. 3)."""
+    A, G, _, _, _, grad = _problem(20, bias)
+    lam = 0.04
+    A_h, G_h, grad_h = tc.asnumpy(A), tc.asnumpy(G), tc.asnumpy(grad)
+    p = math.sqrt((np.trace(A_h) / len(A_h)) / (np.trace(G_h) / len(G_h))) if pi else 1.0
+    assert not pi or p > 2  # the factors' scales differ: π matters
+    gA, gG = p * math.sqrt(lam), math.sqrt(lam) / p
+    K = np.kron(G_h + gG * np.eye(len(G_h)), A_h + gA * np.eye(len(A_h)))
+    want = np.linalg.solve(K, grad_h.ravel()).reshape(grad_h.shape)
+    got = kfac_direction(grad, A, G, lam, pi_correction=pi)
+    assert got.shape == grad.shape and rel_err(got, want) < 1e-12
+    gammas = kfac_dampings(A, G, lam, pi)
+    assert rel_err([asarray(float(tc.asnumpy(v))) for v in gammas], [gA, gG]) < 1e-15
+    if not pi:
+        assert all(type(v) is float for v in gammas)  # π = 1: plain numbers, no device work
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("pi", [False, True])
+def test_kfac_direction_forms_agree(pi, bias):
+    """Pre-computed Cholesky factors and eigen-inverses, and the rank-b form ∇ = gᵀã."""
+    A, G, g, a, a_t, grad = _problem(21, bias)
+    lam = 0.04
+    plain = kfac_direction(grad, A, G, lam, pi)
+    K_A, K_G = damped_factors(A, G, lam, pi)
+    factors = (cho_factor(K_A), cho_factor(K_G))
+    inverses = (xp.linalg.inv(K_A), xp.linalg.inv(K_G))
+    same = kfac_direction(grad, None, None, lam, factors=factors)  # A, G unused then
+    np.testing.assert_array_equal(tc.asnumpy(same), tc.asnumpy(plain))  # the same operations
+    assert rel_err(kfac_direction(grad, A, G, lam, pi, inverses=inverses), plain) < 1e-12
+    rank_b = kfac_direction(None, A, G, lam, pi, g=g, a=a_t)
+    assert rel_err(rank_b, plain) < 1e-12
+    for solves in ({"factors": factors}, {"inverses": inverses}):
+        assert rel_err(kfac_direction(None, A, G, lam, pi, g=g, a=a_t, **solves), plain) < 1e-12
+    raw = kfac_direction(None, A, G, lam, pi, g=g, a=a)  # the bias column is appended if missing
+    np.testing.assert_array_equal(tc.asnumpy(raw), tc.asnumpy(rank_b))
+
+
+def test_kfac_direction_arguments_and_the_pi_fallback():
+    A, G, g, _, a_t, grad = _problem(22)
+    with pytest.raises(ValueError, match="grad, or g and a"):
+        kfac_direction(grad, A, G, 0.1, g=g, a=a_t)
+    with pytest.raises(ValueError, match="grad, or g and a"):
+        kfac_direction(None, A, G, 0.1, g=g)
+    K_A, K_G = damped_factors(A, G, 0.1)
+    with pytest.raises(ValueError, match="factors or inverses"):
+        kfac_direction(grad, A, G, 0.1, factors=(K_A, K_G), inverses=(K_A, K_G))
+    with pytest.raises(np.linalg.LinAlgError, match="not positive definite"):
+        kfac_direction(grad, A * 0, G, 0.0)
+    with warnings.catch_warnings():  # tr G = 0: π falls back to 1, without a division warning
+        warnings.simplefilter("error")
+        gammas = kfac_dampings(A, G * 0, 0.09, pi_correction=True)
+        assert [float(tc.asnumpy(v)) for v in gammas] == [0.3, 0.3]
+        K_A, K_G = damped_factors(A, G * 0, 0.09, pi_correction=True)
+    np.testing.assert_array_equal(tc.asnumpy(K_G), 0.3 * np.eye(4))
+
+
+def test_statistics_live_in_one_module_and_skip_drops_weight_gradients():
+    """The old import path re-exports the same objects; ``skip`` leaves gᵀa unformed."""
+    for name in ("MODES", "LayerStatistics", "curvature_layers", "homogeneous",
+                 "layer_statistics", "sampled_output_gradients"):  # fmt: skip
+        assert getattr(kfac_module, name) is getattr(statistics, name), name
+    assert tc.curvature.kfac_direction is kfac_direction
+    rng = np.random.default_rng(23)
+    model = _mlp(rng, (4, 5, 3))
+    x, y = rng.standard_normal((6, 4)), rng.integers(0, 3, size=6)
+    loss_fn = nn.CrossEntropyLoss()
+    full = layer_statistics(model, loss_fn, x, y, mode="exact")
+    first = curvature_layers(model)[0].weight
+    part = layer_statistics(model, loss_fn, x, y, mode="exact", skip=[first])
+    assert part.grads[0] is None and full.grads[0] is not None
+    assert rel_err(part.grads[1:], full.grads[1:]) == 0
+    assert rel_err(part.g_bar + part.a + part.g, full.g_bar + full.a + full.g) == 0
+    assert all(p.requires_grad and p.grad is None for p in model.parameters())

@@ -1,55 +1,30 @@
 """K-FAC: Kronecker-factored approximate curvature (Martens & Grosse 2015; KFC for convolutions).
 
-For every ``Linear``/``Conv2d`` layer, with ``[W | b]`` (m, n+1) its weight and bias and
-``∇ = [∇W | ∇b]`` their gradient, one step is
+Per ``Linear``/``Conv2d`` layer, with the math of ``tinycurv.curvature.kfac`` (eq. numbers there):
 
-    Δ = (G + γ_G I)⁻¹ ∇ (A + γ_A I)⁻¹,       θ ← θ − lr·Δ           (M&G 2015 §4.2, §6.3)
+    A ← ε_k A + (1 − ε_k) A_batch,  G likewise,  ε_k = min(1 − 1/k, ema_decay)        (M&G §5)
+    Δ = kfac_direction(∇ + wd·θ, A, G, λ, π) = (G + γ_G I)⁻¹ (∇ + wd·θ) (A + γ_A I)⁻¹ (eq. 2, 3)
+    v ← μ v + Δ  (v = Δ at the first step; ``optim.sgd.momentum_directions``),  θ ← θ − lr·v
 
-(``G ⊗ A`` approximates the layer's GGN/Fisher block on the row-major flattening of ``[W | b]``;
-the inverse of a Kronecker product is the Kronecker product of the inverses, and
-``(P ⊗ Q) vec(X) = vec(P X Qᵀ)``, so no (mn)×(mn) matrix is formed; M&G 2015 §4.2). The factors
-come from ``tinycurv.curvature.kfac`` (``"mc"``: sampled targets, the Fisher; ``"exact"``: the loss
-Hessian's square root, the GGN; ``"empirical"``: the true targets) and are smoothed across steps
-by an exponential moving average with decay ``ε_k = min(1 − 1/k, ema_decay)`` at the k-th factor
-update (M&G 2015 §5), so the first factors are the batch's own and the early average is
-unbiased.
-
-Damping (factored Tikhonov, M&G 2015 §6.3): ``γ_A = π·√λ`` and ``γ_G = √λ/π`` with
-``λ = damping`` and ``π = 1``, or with ``pi_correction=True``::
-
-    π = sqrt( (tr(A)/dim A) / (tr(G)/dim G) )                                 (M&G 2015 §6.3)
-
-which splits the damping so that both factors are perturbed by the same relative amount.
-
-Parameters that belong to no ``Linear``/``Conv2d`` layer take the plain gradient step.
-
-Cost. The minibatch gradient is ``∇ = gᵀã``, of rank ≤ rows (b for ``Linear``): when that is
-cheaper, ``Δ = ((G + γ_G I)⁻¹ gᵀ)·(ã (A + γ_A I)⁻¹)`` is formed from the (m × rows) and
-(rows × n+1) solves instead of two solves with the full (m × n+1) gradient. Factors are
-recomputed every ``factor_every`` steps (the extra backward sweep(s) are skipped on the other
-steps) and factorised every ``inv_every`` steps (Cholesky factors, or inverses from an
-eigendecomposition, kept in ``self.state``).
-
-A factor that is not positive definite after damping (``damping = 0`` with a rank-deficient
-factor, NaN or inf) cannot be inverted: the step is skipped with a ``RuntimeWarning``
-(``on_failure="skip"``, leaving parameters, factors and buffers as they were) or raises
-``LinAlgError`` (``on_failure="raise"``).
+k counts factor updates (every ``factor_every`` steps; on the others no extra backward sweep).
+The damped factors are Cholesky-factored (or inverted via ``eigh``) every ``inv_every`` steps
+and kept in ``state``; ``kfac_direction`` receives them as ``factors=``/``inverses=``, and the
+rank-b form ``g=, a=`` (∇ = gᵀã) when that is cheaper. Parameters of no such layer take the
+plain gradient. A damped factor that is not positive definite skips the step with a warning
+(``on_failure="skip"``) or raises ``LinAlgError`` (``"raise"``). ``kfac_direction`` is looked up
+at every call, so a replaced ``tinycurv.curvature.kfac.kfac_direction`` (or its re-export
+``tinycurv.curvature.kfac_direction``) changes the step. Details, costs: docs/kfac.md.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
+import tinycurv.curvature as curvature
 from tinycurv.backend import xp
-from tinycurv.curvature.kfac import (
-    MODES,
-    curvature_layers,
-    factors_from,
-    homogeneous,
-    layer_statistics,
-)
-from tinycurv.curvature.linalg import check_factors, cho_apply, cho_factor
+from tinycurv.curvature import kfac as kfac_math
+from tinycurv.curvature.linalg import check_factors, cho_factor
+from tinycurv.curvature.statistics import MODES, curvature_layers, homogeneous, layer_statistics
 from tinycurv.nn.layers import Linear
 from tinycurv.optim.base import (
     Hyperparameter,
@@ -62,64 +37,45 @@ from tinycurv.optim.base import (
     make_generator,
     number,
 )
+from tinycurv.optim.sgd import _with_weight_decay, momentum_directions
 
 __all__ = ["KFAC"]
 
 SOLVERS = ("cholesky", "eigen")
+_PURE_DIRECTION = kfac_math.kfac_direction  # to tell which of its two names was replaced
+
+
+def _kfac_direction() -> Any:
+    """The current ``kfac_direction``: the re-export if only it was replaced, else the module's."""
+    exported = curvature.kfac_direction
+    return exported if exported is not _PURE_DIRECTION else kfac_math.kfac_direction
 
 
 class KFAC(Optimizer):
-    """K-FAC with factored Tikhonov damping, EMA factors and optional π-correction.
+    """K-FAC with factored Tikhonov damping, EMA factors, optional π-correction and momentum.
 
     Parameters
     ----------
-    model : Module
-        The network; its ``Linear``/``Conv2d`` layers are preconditioned.
+    model : Module; its ``Linear``/``Conv2d`` layers are preconditioned
     loss_fn : MSELoss or CrossEntropyLoss
-    lr : float
-        Step size η > 0 (the update is θ ← θ − η·Δ).
-    damping : float
-        λ ≥ 0 of the factored Tikhonov damping (√λ added to each factor, or split by π).
-    mode : {"mc", "exact", "empirical"}
-        How G is estimated (``tinycurv.curvature.kfac.layer_statistics``).
-    inv_every : int
-        Recompute the damped factors' Cholesky factors / inverses every this many steps.
-    factor_every : int
-        Update the factors every this many steps.
-    ema_decay : float
-        ε in [0, 1): the factors' moving average ``F ← ε_k F + (1 − ε_k) F_batch``, with
-        ``ε_k = min(1 − 1/k, ema_decay)`` at the k-th update; 0 uses the batch's factors only.
-    momentum : float
-        μ ≥ 0: heavy-ball on the preconditioned direction, ``v ← μ v + Δ``, θ ← θ − η v.
-    pi_correction : bool
-        Split the damping by π (module docstring).
-    solver : {"cholesky", "eigen"}
-        Cholesky factors with triangular solves, or explicit inverses from ``eigh``.
-    mc_samples : int
-        Sampled targets per sample (``mode="mc"``).
-    seed : int, optional
-        Seeds ``self.rng = tinycurv.backend.SavableGenerator(seed)`` (the backend's generator,
-        same stream as ``default_rng(seed)``) when ``rng`` is not given.
-    rng : generator or int, optional
-        A backend generator to draw the targets with (its state is saved only if it is a
-        ``SavableGenerator`` or a NumPy generator); an int seeds one generator, once.
-    weight_decay : float
-        L2 coefficient ≥ 0 added to the gradient of every parameter (``∇ + wd·θ``) before
-        preconditioning.
-    on_failure : {"skip", "raise"}
-        What a factor that is not positive definite after damping does.
-    on_nonfinite : {"raise", "skip"}
-        What a step with a non-finite loss, gradient or update does (``Optimizer``).
+    lr : step size η > 0
+    damping : λ ≥ 0 (eq. 3)
+    mode : {"mc", "exact", "empirical"}, how G is estimated (``layer_statistics``)
+    inv_every : refactorise the damped factors every this many steps
+    factor_every : update the factors every this many steps
+    ema_decay : ε in [0, 1) of the factors' moving average (0: the batch's factors only)
+    momentum : μ ≥ 0, v ← μ v + Δ (no dampening)
+    pi_correction : split the damping by π (eq. 3)
+    solver : {"cholesky", "eigen"}, Cholesky factors or explicit inverses from ``eigh``
+    mc_samples : sampled targets per sample (``mode="mc"``)
+    seed, rng : the generator of the sampled targets (``optim.base.make_generator``)
+    weight_decay : wd ≥ 0, added to the gradient before preconditioning
+    on_failure : {"skip", "raise"}, for a damped factor that is not positive definite
+    on_nonfinite : {"raise", "skip"} (``Optimizer``)
 
-    Notes
-    -----
-    ``self.state`` holds ``"A"``, ``"G"`` (the averaged factors, one per layer), ``"A_chol"``,
-    ``"G_chol"`` (lower Cholesky factors of the damped factors) or ``"A_inv"``, ``"G_inv"``
-    (their inverses, ``solver="eigen"``), ``"factor_updates"`` and, with momentum,
-    ``"momentum_buffer"``. ``state_dict()`` also holds the generator's state (key ``"rng"``),
-    so a run resumed with ``load_state_dict`` draws the same targets (on CuPy, whose generator
-    state cannot be read, ``state_dict()`` re-seeds from a spawned child seed: see
-    ``tinycurv.backend.SavableGenerator``).
+    ``state``: ``"A"``, ``"G"`` (averaged factors per layer), ``"A_chol"``/``"G_chol"`` (lower
+    Cholesky factors of the damped factors) or ``"A_inv"``/``"G_inv"`` (``solver="eigen"``),
+    ``"factor_updates"`` (k), ``"momentum_buffer"``; ``state_dict()["rng"]`` the generator.
     """
 
     lr = Hyperparameter(number(low_open=True))
@@ -185,10 +141,9 @@ class KFAC(Optimizer):
         missing = ("A_chol" if self.solver == "cholesky" else "A_inv") not in st
         update_inverses = missing or self.t % self.inv_every == 0
         mode = self.mode if update_factors else None
-        skip = self._rank_b_weights(len(x))  # their gᵀa is never formed (see _directions)
+        skip = self._rank_b_weights(len(x))  # their gᵀa is never formed (rank-b form)
         s = layer_statistics(self.model, self.loss_fn, x, y, mode, self.mc_samples, self.rng, skip)
         keep = [i for i, layer in enumerate(s.layers) if self._index(layer.weight) is not None]
-        layers = [s.layers[i] for i in keep]
         factors = (None, None) if first else (st["A"], st["G"])
         updates = st.get("factor_updates", 0)
         if update_factors:
@@ -208,11 +163,14 @@ class KFAC(Optimizer):
         st["A"], st["G"], st["factor_updates"] = factors[0], factors[1], updates
         if inverses is not None:
             st.update(inverses)
-        self.apply_update(self._directions(s, layers, keep), scale=self.lr)
+        directions = self._directions(s, keep)
+        if self.momentum > 0:
+            directions = momentum_directions(st, directions, self.momentum, nesterov=False)
+        self.apply_update(directions, scale=self.lr)
         return s.loss
 
     def _rank_b_weights(self, b: int) -> list[Any]:
-        """Weights of the Linear layers (with bias) whose step uses the rank-b form of ∇ = gᵀã."""
+        """Weights of the Linear layers (with bias) whose Δ uses the rank-b form ∇ = gᵀã."""
         if self.weight_decay:
             return []
         return [
@@ -231,10 +189,10 @@ class KFAC(Optimizer):
         return None
 
     def _average(self, s: Any, keep: list[int], updates: int) -> tuple[tuple[list, list], int]:
-        """EMA of the factors, ε_k = min(1 − 1/k, ema_decay) at the k-th update (M&G 2015 §5)."""
+        """EMA of A and G, ε_k = min(1 − 1/k, ema_decay) at the k-th update (M&G 2015 §5)."""
         k = updates + 1
         eps = min(1.0 - 1.0 / k, self.ema_decay) if k > 1 else 0.0
-        batch = [factors_from(s.a[i], s.g_bar[i], s.layers[i], 1.0 - eps) for i in keep]  # M&G §3
+        batch = [kfac_math.factors_from(s.a[i], s.g_bar[i], s.layers[i], 1.0 - eps) for i in keep]
         A_new, G_new = [A for A, _ in batch], [G for _, G in batch]
         if eps > 0:  # F ← ε F + (1 − ε) F_batch, the second term already scaled
             for F_new, F_old in ((A_new, self.state["A"]), (G_new, self.state["G"])):
@@ -242,29 +200,14 @@ class KFAC(Optimizer):
                     F += eps * old
         return (A_new, G_new), k
 
-    def _dampings(self, A: Any, G: Any) -> tuple[float, float]:
-        """γ_A = π√λ, γ_G = √λ/π (factored Tikhonov damping, M&G 2015 §6.3)."""
-        root = math.sqrt(self.damping)
-        if not self.pi_correction:
-            return root, root
-        tA = float(xp.trace(A)) / A.shape[0]
-        tG = float(xp.trace(G)) / G.shape[0]
-        if not (tA > 0 and tG > 0 and math.isfinite(tA) and math.isfinite(tG)):
-            return root, root
-        pi = math.sqrt(tA / tG)  # π = sqrt((tr A/dim A)/(tr G/dim G)), M&G §6.3
-        return pi * root, root / pi
-
     def _factorise(self, A_list: list[Any], G_list: list[Any]) -> dict[str, list[Any]]:
         """Cholesky factors (or eigen-inverses) of every damped factor; raises LinAlgError."""
         keys = ("A_chol", "G_chol") if self.solver == "cholesky" else ("A_inv", "G_inv")
         out: dict[str, list[Any]] = {keys[0]: [], keys[1]: []}
         labels = []
         for i, (A, G) in enumerate(zip(A_list, G_list, strict=True)):
-            gamma_A, gamma_G = self._dampings(A, G)
-            for key, F, gamma, name in ((keys[0], A, gamma_A, "A"), (keys[1], G, gamma_G, "G")):
-                diagonal = xp.arange(F.shape[0])
-                K = F.copy()
-                K[diagonal, diagonal] += gamma  # F + γI
+            damped = kfac_math.damped_factors(A, G, self.damping, self.pi_correction)
+            for key, K, name in zip(keys, damped, "AG", strict=True):
                 label = f"{name} + γI of layer {i}"
                 labels.append(label)
                 out[key].append(
@@ -277,18 +220,14 @@ class KFAC(Optimizer):
             check_factors(pairs, labels)
         return out
 
-    def _solve(self, side: str, i: int, B: Any) -> Any:
-        """(F + γI)⁻¹ B for F = A or G of layer i."""
-        if self.solver == "cholesky":
-            return cho_apply(self.state[f"{side}_chol"][i], B)
-        return self.state[f"{side}_inv"][i] @ B
-
-    def _directions(self, s: Any, layers: list[Any], keep: list[int]) -> list[Any]:
-        """Δ for every parameter: K-FAC blocks for the layers, the gradient for the rest."""
-        wd = self.weight_decay
-        grads = [gr + wd * p.data if wd else gr for gr, p in zip(s.grads, self.params, strict=True)]
+    def _directions(self, s: Any, keep: list[int]) -> list[Any]:
+        """Δ for every parameter: ``kfac_direction`` per layer, the gradient for the rest."""
+        st = self.state
+        grads = _with_weight_decay(s.grads, self.params, self.weight_decay)
         directions = list(grads)
-        for j, (layer, i) in enumerate(zip(layers, keep, strict=True)):
+        direction = _kfac_direction()
+        for j, i in enumerate(keep):
+            layer = s.layers[i]
             iw = self._index(layer.weight)
             ib = self._index(layer.bias) if getattr(layer, "bias", None) is not None else None
             m = layer.weight.shape[0]
@@ -296,28 +235,24 @@ class KFAC(Optimizer):
             if a is None or g is None:  # the layer was not reached by the loss
                 directions[iw] = xp.zeros_like(layer.weight.data)
                 continue
+            solves = (
+                {"factors": (st["A_chol"][j], st["G_chol"][j])}
+                if self.solver == "cholesky"
+                else {"inverses": (st["A_inv"][j], st["G_inv"][j])}
+            )
+            A, G = st["A"][j], st["G"][j]
             rows, n = a.shape[0], a.shape[1] + (ib is not None)
-            if grads[iw] is None or not wd and _rank_b_is_cheaper(m, n, rows):
-                # ∇ = gᵀã of rank ≤ rows: solve with gᵀ and ãᵀ, never with the (m, n) gradient
-                left = self._solve("G", j, g.T)  # (G + γ_G I)⁻¹ gᵀ, (m, rows)
-                right = self._solve("A", j, homogeneous(a, layer).T)  # (A + γ_A I)⁻¹ ãᵀ, (n, rows)
-                V = left @ right.T  # M&G §4.2 with ∇ = gᵀã
+            if grads[iw] is None or not self.weight_decay and _rank_b_is_cheaper(m, n, rows):
+                a_t = homogeneous(a, layer)  # ∇ = gᵀã of rank ≤ rows, never formed
+                V = direction(None, A, G, self.damping, self.pi_correction, g=g, a=a_t, **solves)
             else:
                 grad = xp.reshape(grads[iw], (m, -1))
                 if ib is not None:
                     grad = xp.concatenate([grad, grads[ib][:, None]], axis=1)
-                V = self._solve("A", j, self._solve("G", j, grad).T).T  # G⁻¹ ∇ A⁻¹ (A symmetric)
+                V = direction(grad, A, G, self.damping, self.pi_correction, **solves)
             directions[iw] = xp.reshape(V[:, : V.shape[1] - (ib is not None)], layer.weight.shape)
             if ib is not None:
                 directions[ib] = V[:, -1]
-        if self.momentum > 0:
-            buffers = self.state.get("momentum_buffer")
-            if buffers is None:
-                buffers = [d.copy() for d in directions]
-            else:
-                buffers = [self.momentum * v + d for v, d in zip(buffers, directions, strict=True)]
-            self.state["momentum_buffer"] = buffers
-            directions = list(buffers)
         return directions
 
 
