@@ -88,6 +88,9 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:  # `pytest -m exercises`: the graders, the track and the solutions
+        if "tutorials/solutions" in item.nodeid or "tutorials/track" in item.nodeid:
+            item.add_marker(pytest.mark.exercises)
     why = config.stash.get(_UNAVAILABLE, "")
     if why:
         skip = pytest.mark.skip(

@@ -45,6 +45,7 @@ HOST_SIDE_MODULES = (
     "tinycurv.curvature.grouped_step",  # GroupedNewton's S-sized cubic solve (SciPy, host)
     "tinycurv.optim.grouped_newton",  # the S-sized summary and curvature-batch indices on host
     "tinycurv.bench.*",  # benchmarks: the clock, device syncs, host data, tables
+    "tinycurv.course.*",  # graders: seeded host cases, grading on the NumPy backend, CLI
 )
 
 _module: ModuleType = numpy

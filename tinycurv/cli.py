@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"tinycurv {__version__}")
     sub = parser.add_subparsers(
-        dest="command", metavar="{compare,verify,bench}", help="the command to run"
+        dest="command", metavar="{compare,verify,bench,check}", help="the command to run"
     )
 
     p = sub.add_parser("compare", help="train optimisers on a task; table, steps.csv, plots")
@@ -154,6 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="keep freed host memory for reuse (glibc; see tinycurv.backend.retain_freed_memory)",
     )
+
+    from tinycurv.course import cli as course_cli  # `tinycurv check ID solution.py`
+
+    course_cli.register(sub)
     return parser
 
 
@@ -287,6 +291,12 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check(args: argparse.Namespace) -> int:
+    from tinycurv.course import cli as course_cli
+
+    return course_cli.main(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (the console script exits with it).
 
@@ -300,7 +310,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        status = {"compare": _compare, "verify": _verify, "bench": _bench}[args.command](args)
+        commands = {"compare": _compare, "verify": _verify, "bench": _bench, "check": _check}
+        status = commands[args.command](args)
         sys.stdout.flush()  # a closed pipe shows here, inside the try, not at exit
     except BrokenPipeError:
         _silence_stdout()
