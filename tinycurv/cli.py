@@ -22,7 +22,7 @@ import platform
 import sys
 from collections.abc import Sequence
 
-BENCHMARKS = ("engine", "pytorch", "isaac", "kfac", "grouped-newton", "sfn")
+BENCHMARKS = ("engine", "pytorch", "isaac", "kfac", "grouped-newton", "sfn", "diagnostics")
 
 
 def _names(choices: Sequence[str], what: str):
