@@ -31,6 +31,8 @@ from tinycurv.curvature.statistics import (
 )
 
 __all__ = [
+    "DAMPING_MODES",
+    "KFAC_APPROX",
     "MODES",
     "LayerStatistics",
     "curvature_layers",
@@ -39,11 +41,21 @@ __all__ = [
     "homogeneous",
     "kfac_dampings",
     "kfac_direction",
+    "kfac_direction_exact",
+    "kfac_eigen",
     "kfac_factors",
+    "ekfac_direction",
+    "ekfac_scaling",
     "layer_indices",
+    "levenberg_marquardt",
+    "qmodel_coefficients",
     "layer_statistics",
     "sampled_output_gradients",
 ]
+
+
+DAMPING_MODES = ("factored", "exact")
+KFAC_APPROX = ("expand", "reduce")
 
 
 def layer_indices(model: Any, layer: Any) -> Any:
@@ -63,13 +75,31 @@ def layer_indices(model: Any, layer: Any) -> Any:
     return W.reshape(-1)
 
 
-def factors_from(a: Any, g_bar: Any, layer: Any, scale: float = 1.0) -> tuple[Any, Any]:
+def factors_from(
+    a: Any,
+    g_bar: Any,
+    layer: Any,
+    scale: float = 1.0,
+    kfac_approx: str = "expand",
+    samples: int | None = None,
+) -> tuple[Any, Any]:
     """``(A, G) = scale·(ãᵀã, g_barᵀ g_bar) / rows`` for one layer (eq. 1).
 
     ``scale`` multiplies the thin (rows, ·) operands, not the square results (the EMA's 1 − ε).
+    ``kfac_approx="reduce"`` (Eschenhagen et al. 2023, KFAC-reduce; needs ``samples`` = b):
+    per sample, ã is averaged and ḡ summed over the L = rows / b locations first,
+    ``A = (1/b) Σₙ âₙâₙᵀ``, ``G = (1/b) Σₙ ĝₙĝₙᵀ`` (the same as expand when L = 1).
     """
-    c = scale / a.shape[0]
+    if kfac_approx not in KFAC_APPROX:
+        raise ValueError(f"kfac_approx must be one of {KFAC_APPROX}, got {kfac_approx!r}")
     a_t = homogeneous(a, layer)
+    if kfac_approx == "reduce" and samples is not None and a.shape[0] != samples:
+        L = a.shape[0] // samples
+        a_t = xp.mean(xp.reshape(a_t, (samples, L, a_t.shape[1])), axis=1)  # âₙ
+        g_hat = xp.sum(xp.reshape(g_bar, (-1, L, g_bar.shape[1])), axis=1) / math.sqrt(L)  # ĝₙ
+        c = scale / samples  # g_bar's rows are √L·ḡ (statistics.py), hence the 1/√L
+        return (a_t.T * c) @ a_t, (g_hat.T * c) @ g_hat
+    c = scale / a.shape[0]
     return (a_t.T * c) @ a_t, (g_bar.T * c) @ g_bar
 
 
@@ -81,16 +111,22 @@ def kfac_factors(
     mode: str = "exact",
     mc_samples: int = 1,
     rng: Any = None,
+    kfac_approx: str = "expand",
 ) -> list[tuple[Any, Any]]:
     """``[(A, G), ...]`` (eq. 1) of every ``Linear``/``Conv2d`` layer, in ``model.modules()`` order.
 
     ``kron(G, A)`` approximates the layer's block of the GGN (``"exact"``; ``"mc"`` in
     expectation) or of the empirical Fisher (``"empirical"``); A is (n+1, n+1) with a bias, G
     (m, m). It is exact for one ``Linear`` or ``Conv2d`` layer under MSE and for b = 1 in
-    ``"exact"`` mode. Arguments as ``layer_statistics``.
+    ``"exact"`` mode. Arguments as ``layer_statistics``; ``kfac_approx`` {"expand", "reduce"}
+    for convolutions (``factors_from``; KFAC-reduce is exact for a layer shared over locations
+    followed by mean pooling, under MSE).
     """
     s = layer_statistics(model, loss_fn, x, y, mode, mc_samples, rng)
-    return [factors_from(a, gb, layer) for a, gb, layer in zip(s.a, s.g_bar, s.layers, strict=True)]
+    return [
+        factors_from(a, gb, layer, 1.0, kfac_approx, s.samples)
+        for a, gb, layer in zip(s.a, s.g_bar, s.layers, strict=True)
+    ]
 
 
 def kfac_dampings(A: Any, G: Any, damping: float, pi_correction: bool = False) -> tuple[Any, Any]:
@@ -98,8 +134,9 @@ def kfac_dampings(A: Any, G: Any, damping: float, pi_correction: bool = False) -
 
     π = 1 without ``pi_correction`` (two Python floats); with it π is computed on the device (two
     0-d float64 arrays, no host transfer), and falls back to 1 where a trace is not finite and > 0.
+    A device λ (an array, as the adaptive damping keeps it) gives device dampings.
     """
-    root = math.sqrt(damping)
+    root = math.sqrt(damping) if isinstance(damping, int | float) else xp.sqrt(damping)
     if not pi_correction:
         return root, root
     tA = xp.trace(A).astype(xp.float64) / A.shape[0]  # float64, as math.sqrt(float(·)) would be
@@ -140,6 +177,8 @@ def kfac_direction(
     inverses: tuple[Any, Any] | None = None,
     g: Any = None,
     a: Any = None,
+    damping_mode: str = "factored",
+    eigen: tuple[Any, Any, Any, Any] | None = None,
 ) -> Any:
     """``Δ = (G + γ_G I)⁻¹ ∇ (A + γ_A I)⁻¹`` (eq. 2, 3), shape (m, n+1): K-FAC's step of one layer.
 
@@ -154,6 +193,10 @@ def kfac_direction(
         of ones is appended when A has n+1 rows): Δ = ((G + γ_G I)⁻¹gᵀ)((A + γ_A I)⁻¹ãᵀ)ᵀ,
         without forming ∇; the same Δ up to rounding.
 
+    damping_mode : ``"factored"`` (the above) or ``"exact"``: ``(G ⊗ A + λI)⁻¹ ∇`` by
+        ``kfac_direction_exact`` (``eigen=`` its eigendecompositions; ``pi_correction``,
+        ``factors``, ``inverses`` unused)
+
     Without ``factors``/``inverses`` the damped factors are Cholesky-factored here (raising
     ``LinAlgError`` if one is not positive definite).
     """
@@ -161,6 +204,14 @@ def kfac_direction(
         raise ValueError(
             "kfac_direction: give grad, or g and a (the rank-b form ∇ = gᵀa), not both"
         )
+    if damping_mode not in DAMPING_MODES:
+        raise ValueError(f"kfac_direction: damping_mode must be one of {DAMPING_MODES}")
+    if damping_mode == "exact":
+        if grad is None:
+            if a.shape[1] == A.shape[0] - 1:
+                a = xp.concatenate([a, xp.ones((a.shape[0], 1), dtype=a.dtype)], axis=1)
+            grad = g.T @ a
+        return kfac_direction_exact(grad, A, G, damping, eigen=eigen)
     if factors is not None and inverses is not None:
         raise ValueError("kfac_direction: give factors or inverses, not both")
     if factors is None and inverses is None:
@@ -175,3 +226,96 @@ def kfac_direction(
             a = xp.concatenate([a, xp.ones((a.shape[0], 1), dtype=a.dtype)], axis=1)
         return solve_G(g.T) @ solve_A(a.T).T  # (G + γ_G I)⁻¹gᵀ (m, rows) · ((A + γ_A I)⁻¹ãᵀ)ᵀ
     return solve_A(solve_G(grad).T).T  # ((A + γ_A I)⁻¹ ((G + γ_G I)⁻¹ ∇)ᵀ)ᵀ, A symmetric
+
+
+def kfac_eigen(A: Any, G: Any) -> tuple[Any, Any, Any, Any]:
+    """``(d_A, U_A, d_G, U_G)``: ``A = U_A diag(d_A) U_Aᵀ``, ``G = U_G diag(d_G) U_Gᵀ`` (``eigh``).
+
+    ``G ⊗ A = (U_G ⊗ U_A) diag(d_G ⊗ d_A) (U_G ⊗ U_A)ᵀ``: the Kronecker eigenbasis.
+    """
+    d_A, U_A = xp.linalg.eigh(A)
+    d_G, U_G = xp.linalg.eigh(G)
+    return d_A, U_A, d_G, U_G
+
+
+def kfac_direction_exact(
+    grad: Any, A: Any, G: Any, damping: float, *, eigen: tuple[Any, Any, Any, Any] | None = None
+) -> Any:
+    """``(G ⊗ A + λI)⁻¹ vec(∇)`` as an (m, n+1) matrix: exact Tikhonov damping (M&G 2015 §6.3).
+
+    ``U_G [(U_Gᵀ ∇ U_A) / (d_G d_Aᵀ + λ)] U_Aᵀ`` with the eigendecompositions of ``kfac_eigen``
+    (passed as ``eigen=(d_A, U_A, d_G, U_G)``, else computed here; A, G then unused). No factor
+    damping and no π: the damping is that of the Kronecker product itself (the division is
+    elementwise; λ = 0 with a zero eigenvalue gives inf).
+    """
+    d_A, U_A, d_G, U_G = kfac_eigen(A, G) if eigen is None else eigen
+    return ekfac_direction(grad, U_A, U_G, d_G[:, None] * d_A[None, :], damping)
+
+
+def ekfac_direction(grad: Any, U_A: Any, U_G: Any, scaling: Any, damping: float) -> Any:
+    """``U_G [(U_Gᵀ ∇ U_A) / (s + λ)] U_Aᵀ``: the inverse of ``U diag(s) Uᵀ + λI`` applied to ∇.
+
+    ``U = U_G ⊗ U_A``, ``s`` (m, n+1): ``d_G d_Aᵀ`` for K-FAC with exact damping, or the
+    re-estimated scaling of ``ekfac_scaling`` (George et al. 2018, EKFAC, eq. 9).
+    """
+    return U_G @ ((U_G.T @ grad @ U_A) / (scaling + damping)) @ U_A.T
+
+
+def ekfac_scaling(a: Any, g_bar: Any, layer: Any, U_A: Any, U_G: Any, samples: int) -> Any:
+    """``s = (1/b) Σₙ (U_Gᵀ Gₙ U_A)²`` (m, n+1), Gₙ = Σ_t ḡₙₜ ãₙₜᵀ the per-sample gradients.
+
+    George et al. 2018 (EKFAC, §3.2): the diagonal of ``Uᵀ F U`` in the Kronecker eigenbasis
+    ``U = U_G ⊗ U_A``, F the Fisher of the per-sample rows of ``g_bar`` (the mode's: exact,
+    mc or empirical; over every sweep r). ``g_bar``'s convolution rows are √L·ḡ (statistics.py).
+    """
+    a_t = homogeneous(a, layer) @ U_A  # (b·L, n+1), rotated
+    L = a.shape[0] // samples
+    g_rot = g_bar @ U_G  # (r·b·L, m)
+    if L != 1:
+        g_rot = g_rot / math.sqrt(L)
+    a_t = xp.reshape(a_t, (samples, L, a_t.shape[1]))
+    g_rot = xp.reshape(g_rot, (-1, samples, L, g_rot.shape[1]))  # (r, b, L, m)
+    per_sample = xp.einsum("rbtm,btn->rbmn", g_rot, a_t)  # U_Gᵀ Gₙ U_A per sweep and sample
+    return xp.sum(per_sample * per_sample, axis=(0, 1)) / samples
+
+
+def qmodel_coefficients(
+    delta: Any, prev: Any, grad: Any, F_delta: Any, F_prev: Any, damping: float
+) -> tuple[Any, Any, Any]:
+    """``(α, μ, M(δ))`` minimising ``M(δ) = ½ δᵀ(F + λI)δ + ∇ᵀδ`` over ``δ = αΔ + μδ₀``.
+
+    M&G 2015 §7: with ``Mᵢⱼ = uᵢᵀ(F + λI)uⱼ``, ``bᵢ = ∇ᵀuᵢ`` (u = Δ, δ₀), ``[α, μ] = −M⁻¹b``
+    and ``M(δ) = ½ (α b₁ + μ b₂)``. All arguments flat vectors (p,) (``F_delta = F Δ``, ``F_prev
+    = F δ₀``; λ includes any weight decay); ``prev=None`` (first step): μ = 0, α = −b₁/M₁₁.
+    A singular 2×2 system (δ₀ ∥ Δ) falls back to μ = 0. Results are 0-d arrays (no transfer).
+    """
+    m11 = xp.dot(delta, F_delta) + damping * xp.dot(delta, delta)
+    b1 = xp.dot(grad, delta)
+    alpha_only = -b1 / m11
+    if prev is None:
+        return alpha_only, xp.zeros_like(b1), 0.5 * alpha_only * b1
+    m12 = xp.dot(delta, F_prev) + damping * xp.dot(delta, prev)
+    m22 = xp.dot(prev, F_prev) + damping * xp.dot(prev, prev)
+    b2 = xp.dot(grad, prev)
+    det = m11 * m22 - m12 * m12
+    ok = det > 1e-12 * xp.abs(m11 * m22)
+    safe = xp.where(ok, det, 1.0)
+    alpha = xp.where(ok, (-b1 * m22 + b2 * m12) / safe, alpha_only)
+    mu = xp.where(ok, (-b2 * m11 + b1 * m12) / safe, 0.0)
+    return alpha, mu, 0.5 * (alpha * b1 + mu * b2)
+
+
+def levenberg_marquardt(damping: Any, rho: Any, omega: float) -> Any:
+    """M&G 2015 §6.5: ``λ ← ωλ`` if ρ > ¾, ``λ ← λ/ω`` if ρ < ¼, else λ (ω = (19/20)^T₁ < 1).
+
+    ρ = (h(θ + δ) − h(θ)) / (M(δ) − M(0)), the reduction ratio; a NaN ρ raises λ. Python
+    numbers give a float; arrays (device λ, ρ) give an array, by ``xp.where`` (no transfer).
+    """
+    if isinstance(damping, int | float) and isinstance(rho, int | float):
+        if rho > 0.75:
+            return omega * damping
+        if rho < 0.25 or rho != rho:
+            return damping / omega
+        return float(damping)
+    up = (rho < 0.25) | xp.isnan(rho)
+    return xp.where(rho > 0.75, omega * damping, xp.where(up, damping / omega, damping))

@@ -14,6 +14,12 @@ plain gradient. A damped factor that is not positive definite skips the step wit
 (``on_failure="skip"``) or raises ``LinAlgError`` (``"raise"``). ``kfac_direction`` is looked up
 at every call, so a replaced ``tinycurv.curvature.kfac.kfac_direction`` (or its re-export
 ``tinycurv.curvature.kfac_direction``) changes the step. Details, costs: docs/kfac.md.
+
+Options beyond M&G's plain step (docs/kfac.md §9–§14): ``damping_mode="exact"`` ((G ⊗ A + λI)⁻¹
+from the eigendecompositions), ``kl_clip`` (Ba et al. 2017), ``step_rule="qmodel"`` (α, μ from
+the quadratic model, M&G §7), ``adapt_damping`` (Levenberg–Marquardt, M&G §6.5),
+``eigen_correction`` (EKFAC, George et al. 2018), ``kfac_approx="reduce"`` (Eschenhagen et al.
+2023). The defaults give the plain step above, bit for bit.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from tinycurv.optim.base import (
     NonFiniteError,
     Optimizer,
     SkipStep,
+    check_range,
     choice,
     flag,
     integer,
@@ -38,11 +45,18 @@ from tinycurv.optim.base import (
     number,
 )
 from tinycurv.optim.sgd import _with_weight_decay, momentum_directions
+from tinycurv.tensor import no_grad
 
 __all__ = ["KFAC"]
 
 SOLVERS = ("cholesky", "eigen")
+STEP_RULES = ("fixed", "qmodel")
 _PURE_DIRECTION = kfac_math.kfac_direction  # to tell which of its two names was replaced
+
+
+def _optional_positive(owner: str, name: str, value: Any) -> float | None:
+    """A ``Hyperparameter`` kind: None (off) or a number > 0."""
+    return None if value is None else check_range(owner, name, value, low_open=True)
 
 
 def _kfac_direction() -> Any:
@@ -72,10 +86,28 @@ class KFAC(Optimizer):
     weight_decay : wd ≥ 0, added to the gradient before preconditioning
     on_failure : {"skip", "raise"}, for a damped factor that is not positive definite
     on_nonfinite : {"raise", "skip"} (``Optimizer``)
+    damping_mode : {"factored", "exact"}: factored Tikhonov damping (eq. 3) or the exact
+        ``(G ⊗ A + λI)⁻¹`` from the factors' eigendecompositions (``kfac_direction_exact``;
+        ``solver`` and ``pi_correction`` then unused)
+    kl_clip : None or κ > 0: scale every Δ by ν = min(1, sqrt(κ / (lr² Σ Δᵀ∇))), so that
+        ν² lr² Σ Δᵀ∇ ≤ κ (Ba et al. 2017; on the device, before momentum)
+    kfac_approx : {"expand", "reduce"}, the factors of a ``Conv2d`` (``factors_from``;
+        Eschenhagen et al. 2023)
+    step_rule : {"fixed", "qmodel"}: θ ← θ − lr·v, or δ = αΔ + μδ₀ with (α, μ) minimising the
+        quadratic model of the exact minibatch GGN (M&G §7, ``qmodel_coefficients``; one
+        batched ``curvature.ggn_vp`` per step; ``lr`` and ``momentum`` unused)
+    adapt_damping : Levenberg–Marquardt λ (M&G §6.5, ``levenberg_marquardt``) every
+        ``adapt_every`` (T₁) steps, ω = (19/20)^T₁; on the device (λ a (1,) array in ``state``)
+    eigen_correction : EKFAC (George et al. 2018): the eigenbasis of A, G (refreshed every
+        ``inv_every`` steps) with the scaling s re-estimated from per-sample gradients
+        (``ekfac_scaling``) at every factor update; Δ = ``ekfac_direction(∇, U_A, U_G, s, λ)``
 
     ``state``: ``"A"``, ``"G"`` (averaged factors per layer), ``"A_chol"``/``"G_chol"`` (lower
     Cholesky factors of the damped factors) or ``"A_inv"``/``"G_inv"`` (``solver="eigen"``),
-    ``"factor_updates"`` (k), ``"momentum_buffer"``; ``state_dict()["rng"]`` the generator.
+    or ``"A_evals"``, ``"A_evecs"``, ``"G_evals"``, ``"G_evecs"`` (``damping_mode="exact"``),
+    ``"factor_updates"`` (k), ``"momentum_buffer"``; ``"scaling"`` (EKFAC's s per layer);
+    ``"delta"`` (δ₀, ``step_rule="qmodel"``); ``"damping"``, ``"damping_history"`` and
+    ``"reduction_ratio"`` (``adapt_damping``); ``state_dict()["rng"]`` the generator.
     """
 
     lr = Hyperparameter(number(low_open=True))
@@ -91,6 +123,13 @@ class KFAC(Optimizer):
     seed = Hyperparameter()
     weight_decay = Hyperparameter(number())
     on_failure = Hyperparameter(choice("skip", "raise"))
+    damping_mode = Hyperparameter(choice(*kfac_math.DAMPING_MODES))
+    kl_clip = Hyperparameter(_optional_positive)
+    kfac_approx = Hyperparameter(choice(*kfac_math.KFAC_APPROX))
+    step_rule = Hyperparameter(choice(*STEP_RULES))
+    adapt_damping = Hyperparameter(flag)
+    adapt_every = Hyperparameter(integer())
+    eigen_correction = Hyperparameter(flag)
 
     def __init__(
         self,
@@ -111,6 +150,13 @@ class KFAC(Optimizer):
         weight_decay: float = 0.0,
         on_failure: str = "skip",
         on_nonfinite: str = "raise",
+        damping_mode: str = "factored",
+        kl_clip: float | None = None,
+        kfac_approx: str = "expand",
+        step_rule: str = "fixed",
+        adapt_damping: bool = False,
+        adapt_every: int = 5,
+        eigen_correction: bool = False,
     ) -> None:
         super().__init__(
             model,
@@ -129,6 +175,13 @@ class KFAC(Optimizer):
             seed=seed,
             weight_decay=weight_decay,
             on_failure=on_failure,
+            damping_mode=damping_mode,
+            kl_clip=kl_clip,
+            kfac_approx=kfac_approx,
+            step_rule=step_rule,
+            adapt_damping=adapt_damping,
+            adapt_every=adapt_every,
+            eigen_correction=eigen_correction,
         )
         self.rng = make_generator(seed, rng)
 
@@ -138,9 +191,10 @@ class KFAC(Optimizer):
         st = self.state
         first = "A" not in st
         update_factors = first or self.t % self.factor_every == 0
-        missing = ("A_chol" if self.solver == "cholesky" else "A_inv") not in st
+        missing = self._keys()[0] not in st
         update_inverses = missing or self.t % self.inv_every == 0
-        mode = self.mode if update_factors else None
+        needs_g_bar = update_factors or (self.eigen_correction and update_inverses)
+        mode = self.mode if needs_g_bar else None
         skip = self._rank_b_weights(len(x))  # their gᵀa is never formed (rank-b form)
         s = layer_statistics(self.model, self.loss_fn, x, y, mode, self.mc_samples, self.rng, skip)
         keep = [i for i, layer in enumerate(s.layers) if self._index(layer.weight) is not None]
@@ -163,15 +217,106 @@ class KFAC(Optimizer):
         st["A"], st["G"], st["factor_updates"] = factors[0], factors[1], updates
         if inverses is not None:
             st.update(inverses)
+        if self.eigen_correction and s.g_bar is not None:
+            st["scaling"] = self._scaling(s, keep, updates, update_factors, update_inverses)
         directions = self._directions(s, keep)
-        if self.momentum > 0:
-            directions = momentum_directions(st, directions, self.momentum, nesterov=False)
-        self.apply_update(directions, scale=self.lr)
+        if self.kl_clip is not None:
+            directions = self._kl_clipped(directions, s)
+        adapting = self.adapt_damping and (self.t + 1) % self.adapt_every == 0
+        if self.step_rule == "fixed" and not adapting:  # the plain K-FAC step (λ maybe adapted)
+            if self.momentum > 0:
+                directions = momentum_directions(st, directions, self.momentum, nesterov=False)
+            self.apply_update(directions, scale=self.lr)
+            return s.loss
+        delta, value = self._model_step(x, y, s, directions)
+        self.apply_update(delta, scale=-1.0)
+        if adapting:
+            self._adapt(x, y, s.loss, value)
         return s.loss
+
+    def _damping(self) -> Any:
+        """λ: the adapted (1,) array in ``state`` (``adapt_damping``), else the hyperparameter."""
+        return self.state.get("damping", self.damping)
+
+    def _model_step(self, x: Any, y: Any, s: Any, directions: list[Any]) -> tuple[list, Any]:
+        """δ and M(δ) = ½δᵀ(F + (λ + η)I)δ + ∇ᵀδ, F the minibatch GGN by ``curvature.ggn_vp``.
+
+        ``"qmodel"``: δ = αΔ + μδ₀ (M&G §7, ``qmodel_coefficients``), Δ = −K-FAC direction;
+        ``"fixed"``: δ = −lr·v (momentum as the plain step), M(δ) for the adaptive damping.
+        """
+        st = self.state
+        grads = _flat(_with_weight_decay(s.grads, self.params, self.weight_decay))
+        lam = self._damping() + self.weight_decay
+        shapes = [d.shape for d in directions]
+        if self.step_rule == "qmodel":
+            step = [-d for d in directions]  # Δ
+            prev = st.get("delta")
+            vectors = [step] if prev is None else [step, prev]
+        else:
+            if self.momentum > 0:
+                directions = momentum_directions(st, directions, self.momentum, nesterov=False)
+            vectors = [[-self.lr * d for d in directions]]
+        stacked = [xp.stack([v[i] for v in vectors]) for i in range(len(shapes))]
+        products = curvature.ggn_vp(self.model, self.loss_fn, x, y, stacked, batched=True)
+        flat = [_flat([P[k] for P in products]) for k in range(len(vectors))]
+        if self.step_rule == "qmodel":
+            prev_flat = None if prev is None else _flat(prev)
+            F_prev = None if prev is None else flat[1]
+            alpha, mu, value = kfac_math.qmodel_coefficients(
+                _flat(step), prev_flat, grads, flat[0], F_prev, lam
+            )
+            delta = [alpha * d for d in step]
+            if prev is not None:
+                delta = [d + mu * p for d, p in zip(delta, prev, strict=True)]
+            st["delta"] = delta
+            return delta, value
+        delta, v = vectors[0], _flat(vectors[0])
+        value = 0.5 * xp.dot(v, flat[0] + lam * v) + xp.dot(grads, v)
+        return delta, value
+
+    def _adapt(self, x: Any, y: Any, loss: Any, value: Any) -> None:
+        """ρ = (h(θ + δ) − h(θ)) / M(δ) on the same batch; λ by ``levenberg_marquardt`` (§6.5).
+
+        On the device: λ, ρ are (1,) arrays, the history a (k,) array (no host transfer).
+        """
+        with no_grad():
+            new_loss = self.loss_fn(self.model(x), y).data
+        rho = xp.reshape((new_loss - loss) / value, (1,))
+        omega = (19.0 / 20.0) ** self.adapt_every
+        lam = self._damping()
+        if isinstance(lam, float):
+            lam = xp.full((1,), lam, dtype=rho.dtype)
+        lam = kfac_math.levenberg_marquardt(lam, rho, omega)
+        st = self.state
+        history = st.get("damping_history")
+        st["damping"], st["reduction_ratio"] = lam, rho
+        st["damping_history"] = lam if history is None else xp.concatenate([history, lam])
+
+    def _scaling(self, s: Any, keep: list[int], k: int, averaged: bool, new_basis: bool) -> list:
+        """EKFAC's s per layer: the batch's in the current basis, averaged as A and G unless the
+        basis was just refreshed (then s restarts from the batch's own)."""
+        st = self.state
+        eps = min(1.0 - 1.0 / k, self.ema_decay) if averaged and k > 1 else 0.0
+        out = []
+        for j, i in enumerate(keep):
+            batch = kfac_math.ekfac_scaling(
+                s.a[i], s.g_bar[i], s.layers[i], st["A_evecs"][j], st["G_evecs"][j], s.samples
+            )
+            if not new_basis and eps > 0 and "scaling" in st:
+                batch = eps * st["scaling"][j] + (1.0 - eps) * batch
+            out.append(batch)
+        return out
 
     def _rank_b_weights(self, b: int) -> list[Any]:
         """Weights of the Linear layers (with bias) whose Δ uses the rank-b form ∇ = gᵀã."""
-        if self.weight_decay:
+        if (
+            self.weight_decay
+            or self.damping_mode == "exact"
+            or self.kl_clip is not None
+            or self.step_rule != "fixed"
+            or self.adapt_damping
+            or self.eigen_correction
+        ):
             return []
         return [
             layer.weight
@@ -181,6 +326,14 @@ class KFAC(Optimizer):
             and self._index(layer.weight) is not None
             and _rank_b_is_cheaper(layer.out_features, layer.in_features + 1, b)
         ]
+
+    @staticmethod
+    def _layer_grad(grads: list[Any], iw: int, ib: int | None, m: int) -> Any:
+        """``[∇W | ∇b]`` (m, n+1) of one layer from the per-parameter gradients."""
+        grad = xp.reshape(grads[iw], (m, -1))
+        if ib is not None:
+            grad = xp.concatenate([grad, grads[ib][:, None]], axis=1)
+        return grad
 
     def _index(self, p: Any) -> int | None:
         for i, q in enumerate(self.params):
@@ -192,7 +345,12 @@ class KFAC(Optimizer):
         """EMA of A and G, ε_k = min(1 − 1/k, ema_decay) at the k-th update (M&G 2015 §5)."""
         k = updates + 1
         eps = min(1.0 - 1.0 / k, self.ema_decay) if k > 1 else 0.0
-        batch = [kfac_math.factors_from(s.a[i], s.g_bar[i], s.layers[i], 1.0 - eps) for i in keep]
+        batch = [
+            kfac_math.factors_from(
+                s.a[i], s.g_bar[i], s.layers[i], 1.0 - eps, self.kfac_approx, s.samples
+            )
+            for i in keep
+        ]
         A_new, G_new = [A for A, _ in batch], [G for _, G in batch]
         if eps > 0:  # F ← ε F + (1 − ε) F_batch, the second term already scaled
             for F_new, F_old in ((A_new, self.state["A"]), (G_new, self.state["G"])):
@@ -200,13 +358,33 @@ class KFAC(Optimizer):
                     F += eps * old
         return (A_new, G_new), k
 
+    def _keys(self) -> tuple[str, ...]:
+        """The ``state`` keys of the factorisations refreshed every ``inv_every`` steps."""
+        if self.damping_mode == "exact" or self.eigen_correction:
+            return ("A_evals", "A_evecs", "G_evals", "G_evecs")
+        return ("A_chol", "G_chol") if self.solver == "cholesky" else ("A_inv", "G_inv")
+
+    def _kl_clipped(self, directions: list[Any], s: Any) -> list[Any]:
+        """Δ·ν, ν = min(1, sqrt(κ / (lr² Σ Δᵀ∇))) (Ba et al. 2017 §5), on the device (0-d ν)."""
+        grads = _with_weight_decay(s.grads, self.params, self.weight_decay)
+        quad = sum(xp.sum(d * g) for d, g in zip(directions, grads, strict=True))
+        quad = xp.maximum(self.lr**2 * quad, xp.finfo(quad.dtype).tiny)
+        nu = xp.minimum(1.0, xp.sqrt(self.kl_clip / quad))
+        return [d * nu for d in directions]
+
     def _factorise(self, A_list: list[Any], G_list: list[Any]) -> dict[str, list[Any]]:
         """Cholesky factors (or eigen-inverses) of every damped factor; raises LinAlgError."""
-        keys = ("A_chol", "G_chol") if self.solver == "cholesky" else ("A_inv", "G_inv")
-        out: dict[str, list[Any]] = {keys[0]: [], keys[1]: []}
+        if self._keys()[0] == "A_evals":  # eigendecompositions of the undamped factors
+            out: dict[str, list[Any]] = {k: [] for k in self._keys()}
+            for A, G in zip(A_list, G_list, strict=True):
+                for key, value in zip(self._keys(), kfac_math.kfac_eigen(A, G), strict=True):
+                    out[key].append(value)
+            return out
+        keys = self._keys()
+        out = {keys[0]: [], keys[1]: []}
         labels = []
         for i, (A, G) in enumerate(zip(A_list, G_list, strict=True)):
-            damped = kfac_math.damped_factors(A, G, self.damping, self.pi_correction)
+            damped = kfac_math.damped_factors(A, G, self._damping(), self.pi_correction)
             for key, K, name in zip(keys, damped, "AG", strict=True):
                 label = f"{name} + γI of layer {i}"
                 labels.append(label)
@@ -226,6 +404,7 @@ class KFAC(Optimizer):
         grads = _with_weight_decay(s.grads, self.params, self.weight_decay)
         directions = list(grads)
         direction = _kfac_direction()
+        lam = self._damping()
         for j, i in enumerate(keep):
             layer = s.layers[i]
             iw = self._index(layer.weight)
@@ -235,25 +414,40 @@ class KFAC(Optimizer):
             if a is None or g is None:  # the layer was not reached by the loss
                 directions[iw] = xp.zeros_like(layer.weight.data)
                 continue
-            solves = (
-                {"factors": (st["A_chol"][j], st["G_chol"][j])}
-                if self.solver == "cholesky"
-                else {"inverses": (st["A_inv"][j], st["G_inv"][j])}
-            )
+            if self.eigen_correction:
+                grad = self._layer_grad(grads, iw, ib, m)
+                U_A, U_G = st["A_evecs"][j], st["G_evecs"][j]
+                V = kfac_math.ekfac_direction(grad, U_A, U_G, st["scaling"][j], lam)
+                directions[iw] = xp.reshape(
+                    V[:, : V.shape[1] - (ib is not None)], layer.weight.shape
+                )
+                if ib is not None:
+                    directions[ib] = V[:, -1]
+                continue
+            if self.damping_mode == "exact":
+                eigen = tuple(st[k][j] for k in self._keys())
+                solves = {"damping_mode": "exact", "eigen": eigen}
+            elif self.solver == "cholesky":
+                solves = {"factors": (st["A_chol"][j], st["G_chol"][j])}
+            else:
+                solves = {"inverses": (st["A_inv"][j], st["G_inv"][j])}
             A, G = st["A"][j], st["G"][j]
             rows, n = a.shape[0], a.shape[1] + (ib is not None)
             if grads[iw] is None or not self.weight_decay and _rank_b_is_cheaper(m, n, rows):
                 a_t = homogeneous(a, layer)  # ∇ = gᵀã of rank ≤ rows, never formed
-                V = direction(None, A, G, self.damping, self.pi_correction, g=g, a=a_t, **solves)
+                V = direction(None, A, G, lam, self.pi_correction, g=g, a=a_t, **solves)
             else:
-                grad = xp.reshape(grads[iw], (m, -1))
-                if ib is not None:
-                    grad = xp.concatenate([grad, grads[ib][:, None]], axis=1)
-                V = direction(grad, A, G, self.damping, self.pi_correction, **solves)
+                grad = self._layer_grad(grads, iw, ib, m)
+                V = direction(grad, A, G, lam, self.pi_correction, **solves)
             directions[iw] = xp.reshape(V[:, : V.shape[1] - (ib is not None)], layer.weight.shape)
             if ib is not None:
                 directions[ib] = V[:, -1]
         return directions
+
+
+def _flat(arrays: list[Any]) -> Any:
+    """The row-major concatenation of ``arrays`` (``curvature.flatten``'s order)."""
+    return xp.concatenate([xp.reshape(a, (-1,)) for a in arrays])
 
 
 def _rank_b_is_cheaper(m: int, n: int, rows: int) -> bool:
