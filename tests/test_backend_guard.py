@@ -99,22 +99,25 @@ HOST_TRANSFERS = {
         "a skipped step only (SkipStep): the loss it returns",
     ("kfac", "KFAC._update", "bool(xp.isfinite(xp.stack([xp.sum(f) for f in F])).all())"):
         "only after a failed factorisation: NaN/inf (NonFiniteError) or not PD (on_failure)",
-    ("kfac", "KFAC._dampings", "float(xp.trace(A))"):
-        "pi_correction only, at refactorisation (every inv_every steps), next to cho_factor's",
-    ("kfac", "KFAC._dampings", "float(xp.trace(G))"):
-        "pi_correction only, at refactorisation (every inv_every steps), next to cho_factor's",
-    ("sfn", "SeriesSFN._update", "float(self.state.get('damping', self.damping))"):
+    ("sfn", "SaddleFreeOptimizer._saddle_free_update",
+     "float(self.state.get('damping', self.damping))"): "host number",
+    ("sfn", "SaddleFreeOptimizer._reference_step", "float(self.state.get('alpha', 0.0))"):
         "host number",
-    ("sfn", "SeriesSFN._update", "float(loss)"):
-        "L(θ) for the reduction ratio ρ (adaptive mode); the loss step() transfers anyway",
-    ("sfn", "SeriesSFN._update", "float(alpha)"): "host number",
-    ("sfn", "SeriesSFN._update", "float(mu)"): "host number",
+    ("sfn", "SaddleFreeOptimizer._subspace_step", "int(self.state.get('rejected', 0))"):
+        "host number",
+    ("hessian_free", "_host",
+     "xp.stack([xp.asarray(v, dtype=xp.float64) for v in values]).tolist()"):
+        "one per backtracking candidate (L(θ − p), ‖p‖², gᵀp, L(θ) together) and per line-search "
+        "trial; CG's batched checks are in curvature.matrix_free",
     ("sfn", "SeriesSFN._scale", "float(self.state.get('V', self.initial_scale))"): "host number",
+    ("sfn", "SeriesSFN._scale", "float(self.state['V'])"): "host number",
+    ("sfn", "SeriesSFN._scale", "float(xp.finfo(g[0].dtype).tiny)"): "host number (dtype info)",
     ("sfn", "SeriesSFN._scale", "float(scale)"): "host number",
     ("sfn", "_host", "float(v)"): "host number (the entries of one asnumpy transfer)",
     ("sfn", "_host", "asnumpy(flat)"):
-        "the documented batched transfers: ‖g‖², ‖H²g‖² (finiteness, scale V), the 2×2 model, "
-        "L(θ − δ), ‖δ‖² (module docstring, 'Host transfers per step')",
+        "the documented batched transfers (docs/sfn.md, 'Cost'): ‖g‖² with ‖H²g‖² or the power "
+        "estimate (finiteness, scale V); L(θ) with the step model's numbers (gᵀu, gᵀδ, δᵀb or "
+        "DᵀHD, DᵀD, Dᵀg); L(θ − δ); three norms when a growing series enlarges V",
     ("grouped_newton", "GroupedNewton._update_rates", "asnumpy(g_bar)"):
         "the S-sized summary, once per update_every steps, for the host-side cubic solve",
     ("grouped_newton", "GroupedNewton._update_rates", "asnumpy(H_bar)"):
@@ -136,7 +139,6 @@ HOST_TRANSFERS = {
     ("kfac", "_eig_inverse", "bool(xp.all(xp.isfinite(d)))"):
         "solver='eigen' at refactorisation only (every inv_every steps): the PD check",
     ("kfac", "_eig_inverse", "float(xp.min(d))"): "only in the error message of a failed check",
-    ("sfn", "SeriesSFN._adapt_damping", "int(self.state.get('rejected', 0))"): "host number",
 }  # fmt: skip
 
 ENTRY_POINTS = ("step", "_update")

@@ -304,7 +304,7 @@ def test_adaptive_coefficients_match_dense_subspace_model(spectrum):
     rng = np.random.default_rng(6)
     b, theta = rng.standard_normal(5), rng.standard_normal(5)
     model = Point(theta)
-    hp = dict(order=8, acceleration=1, damping=0.5, scale=4.0)
+    hp = dict(order=8, acceleration=1, damping=0.5, scale=4.0, adaptive="subspace")
     opt = SeriesSFN(model, quadratic_loss(A, b), **hp)
     A_b = asarray(A)
     dense = lambda vs: [A_b @ vs[0]]
@@ -353,7 +353,7 @@ def test_levenberg_marquardt_damping_rule(theta0, lam, branch, reject_uphill):
     model = Point(np.array([theta0]))
     opt = SeriesSFN(
         model, _sqrt_loss, order=1, acceleration=0, damping=lam, scale="power", power_iters=1,
-        min_damping=1e-8, reject_uphill=reject_uphill,
+        scale_margin=1.0, min_damping=1e-8, reject_uphill=reject_uphill, adaptive="subspace",
     )  # fmt: skip
     g, H = theta0 / math.sqrt(1 + theta0**2), (1 + theta0**2) ** -1.5
     delta = g / (H + lam)
@@ -430,7 +430,10 @@ def test_scale_is_the_running_max_of_the_first_series_term(monkeypatch):
 
     A = np.diag([10.0, 1.0])
     model = Point(np.array([0.1, 1.0]))  # g = Aθ = (1, 1): ‖H²g‖/‖g‖ = √(10⁴ + 1)/√2 ≈ 70.7
-    opt = SeriesSFN(model, quadratic_loss(A, np.zeros(2)), order=5, initial_scale=1.0)
+    opt = SeriesSFN(
+        model, quadratic_loss(A, np.zeros(2)), order=5, initial_scale=1.0, scale="running-max",
+        adaptive="subspace",
+    )  # fmt: skip
     calls, original = [], module.hvp
     monkeypatch.setattr(module, "hvp", lambda *a, **k: calls.append(1) or original(*a, **k))
     opt.step(DUMMY, DUMMY)
@@ -447,7 +450,10 @@ def test_too_small_scale_is_enlarged_and_retried():
     (≈ 0.1) is far below λ_max²/2 = 50, so the series grows; V is enlarged and the step done."""
     A, b = np.diag([10.0, 0.1]), np.zeros(2)
     model = Point(np.array([1e-4, 1.0]))
-    opt = SeriesSFN(model, quadratic_loss(A, b), order=8, initial_scale=1e-3, adaptive=False)
+    opt = SeriesSFN(
+        model, quadratic_loss(A, b), order=8, initial_scale=1e-3, adaptive=False,
+        scale="running-max",
+    )  # fmt: skip
     with pytest.warns(RuntimeWarning, match="enlarged"):
         opt.step(DUMMY, DUMMY)
     assert opt.state["V"] >= 50.0
@@ -498,3 +504,289 @@ def test_registered_in_optim():
     import tinycurv.optim as optim
 
     assert optim.SeriesSFN is SeriesSFN and "SeriesSFN" in optim.__all__
+
+
+# --------------------------------------------------------------------------------------------
+# one equation, one function: the step is the pure functions of tinycurv.curvature.sfn
+# --------------------------------------------------------------------------------------------
+def _tiny_regression(seed: int = 3, hidden: int = 3):
+    """A 2→hidden→1 tanh MLP under MSE on 12 points (closure over the model's parameters)."""
+    rng = np.random.default_rng(seed)
+    model = nn.Sequential(nn.Linear(2, hidden, rng=rng), nn.Tanh(), nn.Linear(hidden, 1, rng=rng))
+    x, y = rng.standard_normal((12, 2)), rng.standard_normal((12, 1))
+    return model, x, y
+
+
+def _set_params(model, theta: np.ndarray) -> None:
+    start = 0
+    for p in model.parameters():
+        p.data = asarray(theta[start : start + p.size].reshape(p.shape))
+        start += p.size
+
+
+def _dense_at(model, x, y, theta):
+    """L, g and H at θ (dense, host) for the tiny regression."""
+    _set_params(model, theta)
+    closure = lambda: nn.MSELoss()(model(asarray(x)), asarray(y))
+    params = model.parameters()
+    loss = float(closure().item())
+    g = flat(tc.grad(closure, params))
+    H = dense_hessian(closure, params)
+    return loss, g, 0.5 * (H + H.T)
+
+
+def test_subspace_step_is_the_pure_subspace_model_on_dense_quantities():
+    """adaptive="subspace": α, μ = ``subspace_minimiser(DᵀHD, DᵀD, Dᵀg, λ)`` with D = [u, δ_prev]
+    from the dense Hessian, over 4 steps of a tanh MLP (H changes every step)."""
+    from tinycurv.curvature import sfn as sfn_math
+
+    model, x, y = _tiny_regression()
+    theta = params_of(model)
+    hp = dict(order=10, acceleration=1, damping=0.3, scale=20.0, adaptive="subspace",
+              reject_uphill=False)  # fmt: skip
+    opt = SeriesSFN(model, nn.MSELoss(), **hp)
+    lam, delta = 0.3, None
+    for step in range(4):
+        loss, g, H = _dense_at(model, x, y, theta)
+        H_b = asarray(H)
+        dense = lambda vs, H_b=H_b: [H_b @ vs[0]]
+        u = tc.asnumpy(sfn_math.series_operator(dense, [asarray(g)], 10, 20.0, lam, 1)[0])
+        D = u[:, None] if delta is None else np.stack([u, delta], axis=1)
+        A, G, b = D.T @ H @ D, D.T @ D, D.T @ g
+        c, change = sfn_math.subspace_minimiser(A.tolist(), G.tolist(), b.tolist(), lam)
+        alpha, mu = c[0], (c[1] if len(c) > 1 else 0.0)
+        delta = alpha * u + (0.0 if delta is None else mu * delta)  # (6)
+        new_loss = _dense_at(model, x, y, theta - delta)[0]
+        rho = sfn_math.reduction_ratio(new_loss, loss, change)
+        lam = sfn_math.levenberg_marquardt(lam, rho, 0.9, 1e-8)
+        _set_params(model, theta)
+        opt.step(asarray(x), asarray(y))
+        theta = theta - delta
+        assert opt.state["alpha"] == pytest.approx(alpha, rel=1e-8)
+        assert opt.state["mu"] == pytest.approx(mu, rel=1e-8, abs=1e-14 if step == 0 else 0)
+        assert opt.state["damping"] == pytest.approx(lam, rel=1e-12)
+        np.testing.assert_allclose(params_of(model), theta, rtol=1e-8, atol=1e-11)
+
+
+def _samelson(v):
+    return v / (v @ v)
+
+
+def _reference_re_derivation(model, x, y, steps, N, k, initial_scale, damping):
+    """The reference code's adaptive update (``HessianSeriesOptimiser`` with ``adaptive_update``,
+    ``hessian_damping_factor`` 0.9, ``damping_min`` 1e-8, the ``damped`` series, the
+    ``lower_bound`` scale), re-derived on flat host vectors with the dense Hessian."""
+    from scipy.special import binom
+
+    theta = params_of(model)
+    p = len(theta)
+    S, lam = initial_scale, damping
+    last, buffer, last_lr = np.zeros(p), np.zeros(p), 0.0
+    history = []
+    for _ in range(steps):
+        loss, g, H = _dense_at(model, x, y, theta)
+        v = g.copy()
+        partial, sums = g.copy(), []
+        c = None
+        for n in range(1, N):
+            H2v = H @ (H @ v)
+            if n == 1:
+                S = max(np.linalg.norm(H2v) / np.linalg.norm(g), S)
+                c = 1 / (1 + lam / np.sqrt(S))
+                partial = partial * c
+            v = v - H2v / S
+            c = (-1 / (lam**2 / S - 1)) * (c + binom(0.5, n) * (-1) ** n)
+            partial = partial + c * v
+            if k > 0 and n >= N - 2 * k - 1:
+                sums.append(partial)
+        if k == 0:
+            u = partial / np.sqrt(S)
+        else:
+            assert k == 1 and len(sums) == 3
+            S0, S1, S2 = sums
+            u = (S1 + _samelson(_samelson(S2 - S1) - _samelson(S1 - S0))) / np.sqrt(S)
+        ghg, ghl = u @ g, last @ g
+        lhl = last_lr * last @ buffer
+        lhl = 1.0 if lhl == 0 else lhl
+        lr, mom = np.linalg.solve([[ghg, ghl], [ghl, lhl]], [g @ u, g @ last])
+        last_lr = lr
+        buffer = buffer * mom + lr * g
+        delta = lr * u + mom * last
+        new_theta = theta - delta
+        new_loss = _dense_at(model, x, y, new_theta)[0]
+        lhl = last_lr * last @ buffer  # evaluated after the buffer update, as the reference does
+        change = 0.5 * (lr**2 * ghg + 2 * lr * mom * ghl + mom**2 * lhl) - lr * ghg - mom * ghl
+        rho = (new_loss - loss) / change
+        lam = 0.9 * lam if rho > 0.75 else lam / 0.9 if rho < 0.25 else lam
+        lam = max(lam, 1e-8)
+        theta, last = new_theta, delta  # an uphill step is kept
+        history.append(dict(theta=theta, damping=lam, rho=rho, alpha=lr, mu=mom, V=S))
+    return history
+
+
+@pytest.mark.parametrize(
+    ("N", "k", "initial_scale", "damping"),
+    [(8, 1, 100.0, 1.0), (6, 0, 100.0, 0.05), (10, 1, 100.0, 1e-3)],
+)
+def test_reference_rule_reproduces_the_reference_update(N, k, initial_scale, damping):
+    model, x, y = _tiny_regression(seed=5)
+    theta0 = params_of(model)
+    want = _reference_re_derivation(model, x, y, 6, N, k, initial_scale, damping)
+    _set_params(model, theta0)
+    opt = SeriesSFN(
+        model, nn.MSELoss(), order=N, acceleration=k, damping=damping, scale="running-max",
+        initial_scale=initial_scale, adaptive="reference",
+    )  # fmt: skip
+    rhos = []
+    for w in want:
+        opt.step(asarray(x), asarray(y))
+        np.testing.assert_allclose(params_of(model), w["theta"], rtol=1e-9, atol=1e-12)
+        assert opt.state["damping"] == pytest.approx(w["damping"], rel=1e-12)
+        assert opt.state["rho"] == pytest.approx(w["rho"], rel=1e-8)
+        assert opt.state["alpha"] == pytest.approx(1.0, rel=1e-12) == w["alpha"]
+        assert opt.state["mu"] == pytest.approx(0.0, abs=1e-12) == w["mu"]
+        assert opt.state["V"] == pytest.approx(w["V"], rel=1e-14)
+        rhos.append(w["rho"])
+    assert len({r > 0.75 for r in rhos} | {r < 0.25 for r in rhos}) == 2  # λ moved both ways
+
+
+def test_reference_rule_keeps_an_uphill_step():
+    """``√(1 + θ²)`` from θ = 1.2 with λ = 0.05: the Newton-like step overshoots uphill (ρ < 0);
+    the reference keeps it and raises λ, the subspace rule undoes it."""
+    model = Point(np.array([1.2]))
+    opt = SeriesSFN(model, _sqrt_loss, order=1, acceleration=0, damping=0.05, scale="power",
+                    power_iters=1, scale_margin=1.0, adaptive="reference")  # fmt: skip
+    before = float(_sqrt_loss(model.theta, None).item())
+    opt.step(DUMMY, DUMMY)
+    assert float(_sqrt_loss(model.theta, None).item()) > before and opt.state["rho"] < 0
+    assert opt.state["damping"] == pytest.approx(0.05 / 0.9) and "rejected" not in opt.state
+
+
+def test_monkeypatching_the_pure_functions_changes_the_step(monkeypatch):
+    """SeriesSFN calls the equations through ``tinycurv.curvature.sfn`` at call time."""
+    from tinycurv.curvature import sfn as sfn_math
+
+    A = np.diag([2.0, -1.0, 0.5])
+    b = np.array([1.0, -2.0, 0.3])
+    theta0 = np.array([0.4, 0.1, -0.7])
+    g = A @ theta0 - b
+
+    def one_step(**hp):
+        model = Point(theta0)
+        SeriesSFN(model, quadratic_loss(A, b), order=6, scale=8.0, **hp).step(DUMMY, DUMMY)
+        return theta0 - params_of(model)  # δ
+
+    subspace, reference = one_step(adaptive="subspace"), one_step(adaptive="reference")
+    monkeypatch.setattr(sfn_math, "subspace_minimiser", lambda A, G, b, lam: ([0.25], -1.0))
+    monkeypatch.setattr(sfn_math, "reference_coefficients", lambda *args: (0.5, 0.0))
+    np.testing.assert_allclose(one_step(adaptive="subspace"), 0.25 * reference, rtol=1e-12)
+    np.testing.assert_allclose(one_step(adaptive="reference"), 0.5 * reference, rtol=1e-12)
+    assert not np.allclose(subspace, 0.25 * reference)
+    monkeypatch.setattr(sfn_math, "series_operator", lambda hvp_fn, vs, *args: list(vs))
+    np.testing.assert_allclose(one_step(adaptive=False, lr=0.1), 0.1 * g, rtol=1e-12)
+
+
+# --------------------------------------------------------------------------------------------
+# the scale rules and the named step rules
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("seed", range(6))
+def test_power_scale_bounds_lambda_max_squared_within_its_margin(seed):
+    """On random indefinite quadratics: λ_max(H²)/2 ≤ V ≤ margin · λ_max(H²) (series converges)."""
+    rng = np.random.default_rng(100 + seed)
+    p = 40
+    eigenvalues = rng.standard_normal(p) * rng.uniform(0.1, 10)
+    eigenvalues[: p // 3] = -np.abs(eigenvalues[: p // 3])
+    A = (Q := orthogonal(p, seed=seed)) @ np.diag(eigenvalues) @ Q.T
+    lam_max2 = float(np.max(eigenvalues**2))
+    for margin in (0.75, 1.0):
+        model = Point(rng.standard_normal(p))
+        opt = SeriesSFN(model, quadratic_loss(A, rng.standard_normal(p)), order=4, scale="power",
+                        scale_margin=margin, seed=seed, adaptive=False)  # fmt: skip
+        opt.step(DUMMY, DUMMY)
+        V = opt.state["V"]
+        assert lam_max2 / 2 <= V <= margin * lam_max2 * (1 + 1e-12)
+        assert V >= 0.75 * margin * lam_max2  # 20 iterations: the estimate ≥ 3/4 λ_max² here
+
+
+def test_power_iteration_increases_to_lambda_max_squared_and_warm_starts():
+    from tinycurv.curvature import sfn as sfn_math
+
+    eigenvalues = np.array([-3.0, 2.9, 1.0, -0.5, 0.1])
+    A = (Q := orthogonal(5, seed=9)) @ np.diag(eigenvalues) @ Q.T
+    A_b = asarray(A)
+    hvp_fn = lambda vs: [A_b @ vs[0]]
+    w = [asarray(np.ones(5))]
+    estimates = []
+    for _ in range(8):  # 8 warm-started calls of 2 iterations = 16 iterations
+        estimate, w = sfn_math.power_iteration(hvp_fn, w, 2)
+        estimates.append(float(tc.asnumpy(estimate)))
+    assert all(a <= b * (1 + 1e-12) for a, b in zip(estimates, estimates[1:], strict=False))
+    assert 8.8 < estimates[-1] <= 9.0 * (1 + 1e-12)  # λ_max(H²) = 9, |λ₂|/|λ₁| = 0.97
+    once, _ = sfn_math.power_iteration(hvp_fn, [asarray(np.ones(5))], 16)
+    assert float(tc.asnumpy(once)) == pytest.approx(estimates[-1], rel=1e-12)
+
+
+def test_power_scale_is_refreshed_every_scale_every_steps(monkeypatch):
+    from tinycurv.curvature import sfn as sfn_math
+
+    calls, original = [], sfn_math.power_iteration
+    monkeypatch.setattr(sfn_math, "power_iteration",
+                        lambda *a, **k: calls.append(a[2]) or original(*a, **k))  # fmt: skip
+    A = np.diag([2.0, -1.0, 0.5])
+    model = Point(np.array([0.4, 0.1, -0.7]))
+    opt = SeriesSFN(model, quadratic_loss(A, np.zeros(3)), order=5, scale_every=3, power_iters=7,
+                    adaptive=False, lr=0.1)  # fmt: skip
+    Vs = []
+    for _ in range(7):
+        opt.step(DUMMY, DUMMY)
+        Vs.append(opt.state["V"])
+    assert calls == [7, 7, 7]  # steps 1, 4, 7
+    assert Vs[0] == Vs[1] == Vs[2] and Vs[3] == Vs[4] == Vs[5]
+    assert Vs[0] == pytest.approx(0.75 * 4.0, rel=1e-3)  # margin × λ_max(H²)
+
+
+def test_rule_names_and_aliases():
+    from tinycurv.optim.sfn import DEFAULT_ADAPTIVE
+
+    opt = SeriesSFN(Point(np.ones(2)), saddle_loss, adaptive=True, scale=None)
+    assert opt.adaptive == DEFAULT_ADAPTIVE and opt.scale == "running-max"
+    assert SeriesSFN(Point(np.ones(2)), saddle_loss).adaptive == DEFAULT_ADAPTIVE
+    assert SeriesSFN(Point(np.ones(2)), saddle_loss).scale == "power"
+    for rule in (False, "reference", "subspace"):
+        assert SeriesSFN(Point(np.ones(2)), saddle_loss, adaptive=rule).adaptive == rule
+    with pytest.raises(ValueError, match="adaptive"):
+        SeriesSFN(Point(np.ones(2)), saddle_loss, adaptive="lm")
+    with pytest.raises(TypeError):
+        SeriesSFN(Point(np.ones(2)), saddle_loss, bogus=1)
+
+
+def test_default_direction_on_the_digits_mlp_matches_exact_sfn():
+    """The issue's goal: on the digits MLP (64–32–10 tanh, 2,410 parameters, after 16 Adam
+    steps) the default configuration's direction has cos ≥ 0.99 and length within 15% of the
+    exact ``(|H| + λI)⁻¹g`` — at a damping where the plain gradient does not (cos < 0.99)."""
+    from tinycurv.optim import Adam
+
+    X, y, _, _ = load_digits()
+    rng = np.random.default_rng(0)
+    model = nn.Sequential(nn.Linear(64, 32, rng=rng), nn.Tanh(), nn.Linear(32, 10, rng=rng))
+    loss_fn = nn.CrossEntropyLoss()
+    adam = Adam(model, loss_fn, lr=1e-2)
+    for _ in range(16):
+        i = rng.choice(len(X), 64, replace=False)
+        adam.step(X[i], y[i])
+    i = rng.choice(len(X), 64, replace=False)
+    xb, yb = asarray(X[i]), asarray(y[i])
+    params = model.parameters()
+    closure = lambda: loss_fn(model(xb), yb)
+    g = flat(tc.grad(closure, params))
+    H = dense_hessian(closure, params)
+    eigenvalues, Q = np.linalg.eigh(0.5 * (H + H.T))  # the one O(p³) step (abs_hessian_inverse's)
+    assert (eigenvalues < 0).mean() > 0.2  # far from convex
+    opt = SeriesSFN(model, loss_fn, adaptive=False, lr=1.0, momentum=0.0)  # defaults otherwise
+    exact = Q @ ((Q.T @ g) / (np.abs(eigenvalues) + opt.damping))  # (|H| + λI)⁻¹g
+    theta = params_of(model)
+    opt.step(xb, yb)
+    u = theta - params_of(model)
+    cos = u @ exact / np.linalg.norm(u) / np.linalg.norm(exact)
+    assert cos >= 0.99 and abs(np.linalg.norm(u) / np.linalg.norm(exact) - 1) <= 0.15
+    assert g @ exact / np.linalg.norm(g) / np.linalg.norm(exact) < 0.99  # not a gradient step

@@ -46,6 +46,7 @@ HOST_SIDE_MODULES = (
     "tinycurv.optim.grouped_newton",  # the S-sized summary and curvature-batch indices on host
     "tinycurv.bench.*",  # benchmarks: the clock, device syncs, host data, tables
     "tinycurv.course.*",  # graders: seeded host cases, grading on the NumPy backend, CLI
+    "tinycurv.reproduce.*",  # reproductions: host data, the clock, CSV files, figures
 )
 
 _module: ModuleType = numpy

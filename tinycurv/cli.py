@@ -6,6 +6,8 @@ A declared host-side module (argument parsing, printing, exit codes)::
     tinycurv verify                      # every numerical claim; exit status 1 on a failure
     tinycurv bench kfac --sizes 100,400 --markdown
     tinycurv bench all --backend cupy    # NumPy (CPU) and CuPy (GPU) tables, devices named
+    tinycurv check 05.2 my_solution.py   # grade one exercise of the course
+    tinycurv reproduce --list            # the papers' experiments in miniature, claims checked
 
 Exit status: 0 on success, 1 when a check or a run failed, 2 for a bad request (unknown name,
 bad number, missing data, unwritable output folder, unavailable backend), with a one-line
@@ -92,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"tinycurv {__version__}")
     sub = parser.add_subparsers(
-        dest="command", metavar="{compare,verify,bench,check}", help="the command to run"
+        dest="command", metavar="{compare,verify,bench,check,reproduce}", help="the command to run"
     )
 
     p = sub.add_parser("compare", help="train optimisers on a task; table, steps.csv, plots")
@@ -158,6 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     from tinycurv.course import cli as course_cli  # `tinycurv check ID solution.py`
 
     course_cli.register(sub)
+    from tinycurv import reproduce  # `tinycurv reproduce NAME [--quick]`
+
+    reproduce.register(sub)
     return parser
 
 
@@ -291,6 +296,12 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reproduce(args: argparse.Namespace) -> int:
+    from tinycurv import reproduce
+
+    return reproduce.main(args)
+
+
 def _check(args: argparse.Namespace) -> int:
     from tinycurv.course import cli as course_cli
 
@@ -310,7 +321,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        commands = {"compare": _compare, "verify": _verify, "bench": _bench, "check": _check}
+        commands = {
+            "compare": _compare,
+            "verify": _verify,
+            "bench": _bench,
+            "check": _check,
+            "reproduce": _reproduce,
+        }
         status = commands[args.command](args)
         sys.stdout.flush()  # a closed pipe shows here, inside the try, not at exit
     except BrokenPipeError:

@@ -71,8 +71,10 @@ DEFAULTS: dict[str, tuple[str, dict[str, Any], str]] = {
     ),
     "sfn": (
         "tinycurv.optim.sfn.SeriesSFN",
-        {"order": 20, "acceleration": 1, "damping": 1.0},
-        "reference: 20 terms, Wynn ε order 1, adaptive λ from 1 (from 0.1 it diverges on the CNN)",
+        {"order": 20, "acceleration": 2, "damping": 1.0, "scale": "power"},
+        "SeriesSFN's defaults: u ≈ (|H| + λI)⁻¹g by 20 terms + Wynn ε (k = 2), V = 0.75 × a "
+        "power-iteration λ_max(H)²; cos ≥ 0.99, length ≥ 0.90 of exact SFN at λ = 1 on the digits "
+        "MLP/CNN (BENCHMARKS_SFN.md); 38 HVPs + 2 (V) per step; λ adaptive from 1",
     ),
 }
 

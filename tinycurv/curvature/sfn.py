@@ -1,33 +1,21 @@
-"""Series saddle-free Newton: ``(|H| + λI)⁻¹ v`` from Hessian-vector products only.
+"""Saddle-free Newton by a series of Hessian-vector products: every equation, as a pure function.
 
-Saddle-free Newton (SFN, Dauphin et al. 2014) preconditions the gradient with ``|H|⁻¹``, the
-inverse Hessian whose eigenvalues are replaced by their absolute values, so that negative
-curvature repels instead of attracting. Forming ``|H| = Q|Λ|Qᵀ`` needs an eigendecomposition;
-Oldewage, Clarke & Hernández-Lobato ("Series of Hessian-vector products for tractable
-saddle-free Newton optimisation of neural networks", TMLR 2024, arXiv 2310.14901) write it as a
-power series in ``H²`` instead, since ``|H| = (H²)^(1/2)``.
+Oldewage, Clarke & Hernández-Lobato, "Series of Hessian-vector products for tractable
+saddle-free Newton optimisation of neural networks" (TMLR 2024, arXiv 2310.14901); the numbers
+(1)–(8) are this module's, used by ``tinycurv.optim.SeriesSFN`` / ``ExactSFN``. Derivations and
+departures from the reference code: docs/sfn.md. H (p×p) Hessian, g gradient, λ damping,
+V scale, d = λ/√V, Y = I − H²/V, N terms, k Wynn order; a vector is a list of arrays.
 
-The series (notation of the paper: scale V, damping λ, d = λ/√V, coefficients c, order N)
-----------------------------------------------------------------------------------------------
-Pick a scale ``V > 0`` and put ``Y = I − H²/V``. Then ``|H| = √V (I − Y)^(1/2)`` and::
-
-    (|H| + λI)⁻¹ = V^(−1/2) · (d I + (I − Y)^(1/2))⁻¹ = V^(−1/2) Σₙ cₙ Yⁿ
-
-where ``cₙ`` are the Taylor coefficients of ``f(y) = 1/(d + √(1 − y))`` at ``y = 0``. The
-series converges (for every ``d ≥ 0``) when the spectrum of ``Y`` lies in ``[−1, 1)``, i.e.
-``0 < λᵢ(H)² ≤ 2V`` for every eigenvalue; the error of the eigen-component ``i`` after N terms
-shrinks like ``|1 − λᵢ²/V|^N`` (times a power of N, see ``series_operator``).
-
-Applied to a vector ``g`` the powers are never formed: ``v₀ = g``, ``vₙ = vₙ₋₁ − H(H vₙ₋₁)/V``
-(two HVPs per term), and the direction is ``V^(−1/2) Σₙ₌₀^(N−1) cₙ vₙ``. The partial sums
-``Sₙ = Σₖ≤ₙ cₖ vₖ`` converge geometrically, so Wynn's vector ε-algorithm (Shanks transform with
-the Samelson inverse) extrapolates them to the limit (``wynn_epsilon``).
-
-Equation numbers of the paper are not cited here: its text was not available when this module
-was written, so each formula is named by what it is instead.
-
-Everything here works on *vectors* that are lists of arrays shaped like the parameters; a list
-is treated as one long vector (``_dot``, ``_axpy``).
+(1) (|H| + λI)⁻¹ = V^(−1/2) Σₙ cₙ Yⁿ, convergent iff λᵢ(H)² ≤ 2V             series_operator
+(2) c₀ = 1/(1 + d),  cₙ = (cₙ₋₁ + (−1)ⁿ binom(½, n)) / (1 − d²)               series_coefficients
+(3) v₀ = g, vₙ = vₙ₋₁ − H(Hvₙ₋₁)/V, Sₙ = Sₙ₋₁ + cₙvₙ, u = V^(−1/2) S_{N−1}       series_operator
+(4) ε_{s+1}⁽ᵐ⁾ = ε_{s−1}⁽ᵐ⁺¹⁾ + (ε_s⁽ᵐ⁺¹⁾ − ε_s⁽ᵐ⁾)⁻¹,  v⁻¹ = v/vᵀv             wynn_epsilon
+(5) w ← Hw/‖Hw‖;  ‖Hw‖² ↑ λ_max(H²),  V = margin · ‖Hw‖²                        power_iteration
+(6) δ = αu + μδ_prev,  M(δ) − M(0) = −gᵀδ + ½ δᵀCδ                             model_change
+(7) subspace: C = |H|_span + λI on span{u, δ_prev} (exact 2×2)                subspace_minimiser
+    reference: [[gᵀu, gᵀδ], [gᵀδ, α_prev δᵀb]] (α, μ)ᵀ = (gᵀu, gᵀδ)ᵀ, so α = 1, μ = 0;
+    b ← μb + αg   (δ = δ_prev)                                              reference_coefficients
+(8) ρ = (L(θ − δ) − L(θ)) / (M(δ) − M(0));  λ ← ωλ if ρ > ¾, λ/ω if ρ < ¼     levenberg_marquardt
 """
 
 from __future__ import annotations
@@ -81,7 +69,7 @@ def _samelson_inverse(v: Sequence[Any]) -> Vector:
 
 
 # --------------------------------------------------------------------------------------------
-# coefficients
+# (2) coefficients
 # --------------------------------------------------------------------------------------------
 def _binom_half(n: int) -> Fraction:
     """``binom(1/2, n)`` exactly: ``Πⱼ₌₀ⁿ⁻¹ (1/2 − j)/(j + 1)``."""
@@ -101,46 +89,7 @@ def _check_coefficient_args(order: int, damping_ratio: float) -> Fraction:
 
 
 def series_coefficients(order: int, damping_ratio: float = 0.0) -> list[float]:
-    """Coefficients ``c₀ … c_{N−1}`` of ``1/(d + √(1 − y)) = Σₙ cₙ yⁿ`` by the paper's recurrence.
-
-    Parameters
-    ----------
-    order : int
-        N ≥ 1, the number of coefficients.
-    damping_ratio : float
-        ``d = λ/√V ≥ 0`` (damping over the square root of the scale).
-
-    Returns
-    -------
-    list of float
-        ``[c₀, …, c_{N−1}]``, all positive.
-
-    Notes
-    -----
-    Multiplying ``f(y) = 1/(d + √(1 − y))`` by ``(d²− 1) + y`` gives ``d − √(1 − y)``; comparing
-    coefficients of ``yⁿ`` with ``√(1 − y) = Σₙ (−1)ⁿ binom(1/2, n) yⁿ`` gives::
-
-        c₀ = 1/(1 + d),   cₙ = (cₙ₋₁ + (−1)ⁿ binom(1/2, n)) / (1 − d²)   (n ≥ 1)
-
-    which is the damped-series recurrence of the paper (and of its reference code). At
-    ``d = 1`` it reads 0/0; there ``f(y) = (1 − √(1 − y))/y`` and ``cₙ = (−1)ⁿ binom(1/2, n+1)``.
-    At ``d = 0``, ``cₙ = binom(2n, n)/4ⁿ`` (the coefficients of ``(1 − y)^(−1/2)``).
-
-    Dividing by ``1 − d²`` every step amplifies rounding errors by ``1/|1 − d²|`` per term
-    (catastrophically for ``d`` near 1), so the recurrence is run in exact rational
-    arithmetic (``fractions.Fraction`` on the exact binary value of ``d``) and rounded once.
-    """
-    d = _check_coefficient_args(order, damping_ratio)
-    if d == 1:
-        return [float((-1) ** n * _binom_half(n + 1)) for n in range(order)]
-    c = [1 / (1 + d)]  # c₀ = 1/(1 + d)
-    for n in range(1, order):  # damped-series coefficient recurrence
-        c.append((c[-1] + (-1) ** n * _binom_half(n)) / (1 - d * d))
-    return [float(cn) for cn in c]
-
-
-def series_coefficients_closed_form(order: int, damping_ratio: float = 0.0) -> list[float]:
-    """The same coefficients by an independent closed form (the reference for tests).
+    """Taylor coefficients ``c₀ … c_{N−1}`` of ``1/(d + √(1 − y))`` by the recurrence (2).
 
     Parameters
     ----------
@@ -152,19 +101,36 @@ def series_coefficients_closed_form(order: int, damping_ratio: float = 0.0) -> l
     Returns
     -------
     list of float
+        ``[c₀, …, c_{N−1}]``, all positive. At ``d = 1`` (where (2) reads 0/0)
+        ``cₙ = (−1)ⁿ binom(½, n + 1)``. Run in exact rationals and rounded once: dividing by
+        ``1 − d²`` every term would amplify rounding errors (docs/sfn.md).
+    """
+    d = _check_coefficient_args(order, damping_ratio)
+    if d == 1:
+        return [float((-1) ** n * _binom_half(n + 1)) for n in range(order)]
+    c = [1 / (1 + d)]  # c₀ = 1/(1 + d)
+    for n in range(1, order):  # (2)
+        c.append((c[-1] + (-1) ** n * _binom_half(n)) / (1 - d * d))
+    return [float(cn) for cn in c]
+
+
+def series_coefficients_closed_form(order: int, damping_ratio: float = 0.0) -> list[float]:
+    """The coefficients of (2) by an independent closed form (the reference for tests).
+
+    ``cₙ = (−1)ⁿ x^(−(n+1)) (d − Σₖ₌₀ⁿ binom(½, k) xᵏ)`` with ``x = d² − 1`` (rationalise
+    ``1/(d + √(1 − y))`` and expand; docs/sfn.md), exactly in rationals.
+
+    Parameters
+    ----------
+    order : int
+        N ≥ 1.
+    damping_ratio : float
+        ``d = λ/√V ≥ 0``.
+
+    Returns
+    -------
+    list of float
         ``[c₀, …, c_{N−1}]``.
-
-    Notes
-    -----
-    Rationalise: ``f(y) = (d − √(1 − y)) / ((d² − 1) + y)``. With ``x = d² − 1 ≠ 0`` the
-    denominator is a geometric series, ``1/(x + y) = Σₘ (−1)ᵐ yᵐ / x^(m+1)``, and the Cauchy
-    product with the numerator ``d − Σₖ (−1)ᵏ binom(1/2, k) yᵏ`` collapses to::
-
-        cₙ = (−1)ⁿ x^(−(n+1)) · (d − Σₖ₌₀ⁿ binom(1/2, k) xᵏ)
-
-    (``d`` minus a partial sum of the binomial series of ``√(1 + x) = d``). At ``d = 1``
-    (``x = 0``): ``cₙ = (−1)ⁿ binom(1/2, n+1)``. The bracket cancels to roughly ``|x|^(n+1)``
-    when ``|x| < 1``, so this too is evaluated exactly in rationals and rounded once.
     """
     d = _check_coefficient_args(order, damping_ratio)
     if d == 1:
@@ -179,40 +145,24 @@ def series_coefficients_closed_form(order: int, damping_ratio: float = 0.0) -> l
 
 
 # --------------------------------------------------------------------------------------------
-# Wynn's vector ε-algorithm
+# (4) Wynn's vector ε-algorithm
 # --------------------------------------------------------------------------------------------
 def wynn_epsilon(partial_sums: Sequence[Sequence[Any]], k: int) -> Vector:
-    """Shanks transform of order k of a vector sequence by Wynn's ε-algorithm.
+    """Shanks transform of order k of a vector sequence by Wynn's ε-algorithm (4).
 
     Parameters
     ----------
     partial_sums : list of vectors
-        The sequence ``S₀, S₁, …``; each vector is a list of arrays (read as one long vector).
-        Only the last ``2k + 1`` are used.
+        ``S₀, S₁, …`` (each a list of arrays); only the last ``2k + 1`` are used.
     k : int
-        Order of the transform, ``k ≥ 0``; ``k = 0`` returns (a copy of) the last vector.
+        Order, ``k ≥ 0``; ``k = 0`` returns (a copy of) the last vector.
 
     Returns
     -------
     vector
-        ``ε_{2k}`` computed from the last ``2k + 1`` vectors, a list of arrays.
-
-    Notes
-    -----
-    The ε-table (Wynn 1956; vector form with the Samelson inverse ``v⁻¹ = v/(vᵀv)``, Wynn
-    1962), with ``m`` indexing the ``2k + 1`` vectors used::
-
-        ε₋₁⁽ᵐ⁾ = 0,   ε₀⁽ᵐ⁾ = S_m,   ε_{s+1}⁽ᵐ⁾ = ε_{s−1}⁽ᵐ⁺¹⁾ + (ε_s⁽ᵐ⁺¹⁾ − ε_s⁽ᵐ⁾)⁻¹
-
-    Each column is one shorter than the last; after ``2k`` columns one vector is left,
-    ``ε_{2k}⁽⁰⁾``, which is exact for a sequence ``S_m = S + Σⱼ₌₁ᵏ aⱼ rⱼᵐ`` with scalar ``aⱼ``
-    (a single direction) and is the accelerated limit in general. Odd columns are auxiliary.
-
-    When a difference ``ε_s⁽ᵐ⁺¹⁾ − ε_s⁽ᵐ⁾`` vanishes to rounding (the sequence has stagnated,
-    e.g. it converged exactly), its inverse is undefined and the last vector is returned.
-
-    The reference code has an unused option, Sablonnière's modification (the inverse scaled by
-    ``⌊s/2⌋ + 1``, meant for logarithmically converging sequences); it is not applied here.
+        ``ε_{2k}⁽⁰⁾`` from ``ε₋₁ = 0``, ``ε₀⁽ᵐ⁾ = S_m`` and (4) with the Samelson inverse
+        ``v⁻¹ = v/vᵀv``: exact for ``S_m = S + Σⱼ₌₁ᵏ aⱼ rⱼᵐ``. If a difference vanishes to rounding
+        (a stagnated sequence) the last vector is returned.
     """
     if int(k) != k or k < 0:
         raise ValueError(f"wynn_epsilon: k must be an integer ≥ 0, got {k!r}")
@@ -244,7 +194,7 @@ def wynn_epsilon(partial_sums: Sequence[Sequence[Any]], k: int) -> Vector:
 
 
 # --------------------------------------------------------------------------------------------
-# the series
+# (1), (3) the series
 # --------------------------------------------------------------------------------------------
 def series_operator(
     hvp_fn: HVPFn,
@@ -254,47 +204,34 @@ def series_operator(
     damping: float = 0.0,
     acceleration: int = 0,
 ) -> Vector:
-    """Approximate ``(|H| + λI)⁻¹ v`` by N terms of the series in ``Y = I − H²/V``.
+    """``u ≈ (|H| + λI)⁻¹ v``: N terms of the series (1) by the recursion (3), then Wynn (4).
 
     Parameters
     ----------
     hvp_fn : callable
-        ``hvp_fn(vector) -> vector``: the product ``H v`` for a list of arrays.
+        ``hvp_fn(vector) -> vector``, the product ``H v`` (lists of arrays).
     vectors : list of arrays
-        ``v`` (typically the gradient), shaped like the parameters.
+        ``v`` (typically g), shaped like the parameters.
     order : int
-        N ≥ 1, the number of series terms; ``2(N − 1)`` HVPs are made.
+        N ≥ 1 terms; ``2(N − 1)`` HVPs.
     scale : float
-        ``V > 0``; convergence needs ``V ≥ λ_max(H)²/2``.
+        ``V > 0``; (1) converges iff ``V ≥ λ_max(H)²/2``.
     damping : float
-        ``λ ≥ 0``, added to the absolute eigenvalues.
+        ``λ ≥ 0``.
     acceleration : int
-        k ≥ 0: Wynn's ε-algorithm of order k over the last ``2k + 1`` partial sums
-        (needs ``N ≥ 2k + 1``); 0 returns the plain partial sum.
+        k ≥ 0, Wynn's ε over the last ``2k + 1`` partial sums (``N ≥ 2k + 1``); 0: plain sum.
 
     Returns
     -------
     list of arrays
-        ``V^(−1/2) S_{N−1}`` (or its accelerated version), shaped like ``vectors``.
+        ``V^(−1/2) S_{N−1}`` (or its accelerated version), shaped like ``vectors``. The error
+        of eigen-component i is ``V^(−1/2) Σₙ≥N cₙ yᵢⁿ`` with ``yᵢ = 1 − λᵢ²/V`` (docs/sfn.md).
 
     Raises
     ------
     ValueError
-        For ``N < 1``, ``V ≤ 0``, ``λ < 0``, ``k < 0`` or ``N < 2k + 1``, and when a term grows,
-        ``‖vₙ‖ > (1 + tol)‖vₙ₋₁‖``: as ``Y`` is symmetric, a spectrum in ``[−1, 1]`` makes
-        ``‖Y v‖ ≤ ‖v‖``, so growth proves that some ``λᵢ² > 2V``. (The check only sees what
-        the vector contains: a component too small to show growth within N terms goes
-        unnoticed.)
-
-    Notes
-    -----
-    Per eigen-component ``i`` with ``yᵢ = 1 − λᵢ²/V`` the error after N terms is the tail
-    ``V^(−1/2) Σₙ≥N cₙ yᵢⁿ``. The coefficients decay only polynomially (``cₙ ~ n^(−1/2)`` for
-    ``d = 0``, ``cₙ ~ n^(−3/2)/(2√π d²)`` for ``d > 0``, from the branch point of
-    ``1/(d + √(1 − y))`` at ``y = 1``), so the error behaves like ``N^(−α) ρ^N`` with
-    ``ρ = maxᵢ |yᵢ|`` and ``α = 1/2`` or ``3/2``: geometric at rate ρ up to a power of N.
-    The best ``V`` for a spectrum of ``|λ|`` in ``[a, b]`` is ``(a² + b²)/2`` (``ρ`` balanced at
-    both ends); a zero eigenvalue (``yᵢ = 1``) converges only like ``N^(−α+1)`` — damping helps.
+        For bad arguments, and (message starting with ``SCALE_TOO_SMALL``) when a term grows,
+        ``‖vₙ‖ > (1 + tol)‖vₙ₋₁‖``: Y symmetric, so growth proves some ``λᵢ² > 2V``.
     """
     if int(order) != order or order < 1:
         raise ValueError(f"series_operator: order N must be an integer ≥ 1, got {order!r}")
@@ -313,7 +250,7 @@ def series_operator(
         )
 
     V, k = scale, int(acceleration)
-    c = series_coefficients(order, damping / math.sqrt(V))  # d = λ/√V
+    c = series_coefficients(order, damping / math.sqrt(V))  # (2), d = λ/√V
     v = [xp.asarray(a) for a in vectors]  # v₀ = g
     eps = max((float(xp.finfo(a.dtype).eps) for a in v), default=0.0)
     growth_tol = max(1e-6, 100 * eps)
@@ -323,13 +260,13 @@ def series_operator(
     with quiet_float_errors():  # a diverging series may overflow: _check_contraction says so
         for n in range(1, order):
             H2v = hvp_fn(hvp_fn(v))  # two HVPs per term
-            v = _axpy(-1.0 / V, H2v, v)  # vₙ = vₙ₋₁ − H²vₙ₋₁/V = Y vₙ₋₁
+            v = _axpy(-1.0 / V, H2v, v)  # (3) vₙ = vₙ₋₁ − H²vₙ₋₁/V = Y vₙ₋₁
             norms.append(_norm(v))
-            S = _axpy(c[n], v, S)  # Sₙ = Sₙ₋₁ + cₙ vₙ
+            S = _axpy(c[n], v, S)  # (3) Sₙ = Sₙ₋₁ + cₙ vₙ
             kept = (kept + [S])[-(2 * k + 1) :]
     _check_contraction(asnumpy(xp.stack(norms)).tolist(), growth_tol, V)
-    limit = wynn_epsilon(kept, k) if k > 0 else S
-    return _scale(1.0 / math.sqrt(V), limit)  # (|H| + λI)⁻¹ v ≈ V^(−1/2) Σ cₙ Yⁿ v
+    limit = wynn_epsilon(kept, k) if k > 0 else S  # (4)
+    return _scale(1.0 / math.sqrt(V), limit)  # (1) u = V^(−1/2) Σ cₙ Yⁿ v
 
 
 def _check_contraction(norms: list[float], growth_tol: float, V: float) -> None:
@@ -351,29 +288,71 @@ def saddle_free_direction(
     damping: float = 0.0,
     acceleration: int = 0,
 ) -> Vector:
-    """Series saddle-free Newton direction ``(|H| + λI)⁻¹ v`` for the loss ``closure()``.
+    """``series_operator`` (1)–(4) with the engine's HVPs of the loss ``closure()``.
 
     Parameters
     ----------
     closure : callable
         ``closure()`` returns the scalar loss as a ``Tensor`` computed from ``params``.
     params : list of Tensor
-        The leaf tensors; ``H`` is the Hessian of the loss with respect to them.
+        The leaves; ``H`` is the Hessian of the loss with respect to them.
     vectors : list of arrays
-        ``v`` shaped like ``params`` (typically the gradient).
+        ``v`` shaped like ``params`` (typically g).
     order, scale, damping, acceleration
-        As in ``series_operator`` (N, V, λ, k).
+        N, V, λ, k as in ``series_operator``.
 
     Returns
     -------
     list of arrays
-        The direction, shaped like ``params``. The update is ``θ ← θ − α·direction``.
+        ``u ≈ (|H| + λI)⁻¹ v``, shaped like ``params``; the update is ``θ ← θ − α u``.
     """
     from tinycurv.functional import hvp  # lazy: the engine imports nothing from here
 
     return series_operator(
         lambda vs: hvp(closure, params, vs), vectors, order, scale, damping, acceleration
     )
+
+
+# --------------------------------------------------------------------------------------------
+# (5) the scale by power iteration
+# --------------------------------------------------------------------------------------------
+def power_iteration(hvp_fn: HVPFn, start: Sequence[Any], iters: int) -> tuple[Any, Vector]:
+    """Power iteration (5) on H from ``start``: a lower bound on ``λ_max(H²)`` and the vector.
+
+    Parameters
+    ----------
+    hvp_fn : callable
+        ``hvp_fn(vector) -> vector``, the product ``H w``.
+    start : list of arrays
+        The start vector (random, or the last call's vector: a warm start); not all zero.
+    iters : int
+        ≥ 1 iterations, one HVP each.
+
+    Returns
+    -------
+    estimate : 0-d backend array
+        ``‖H w‖²`` for the unit w of the last iteration: the Rayleigh quotient of ``H²``, which
+        increases monotonically to ``λ_max(H²) = maxᵢ λᵢ(H)²`` and never exceeds it (0 if
+        ``H w = 0``). Not read back to the host here.
+    vector : list of arrays
+        ``H w/‖H w‖``, the start of the next call.
+    """
+    if int(iters) != iters or iters < 1:
+        raise ValueError(f"power_iteration: iters must be an integer ≥ 1, got {iters!r}")
+    w = [xp.asarray(a) for a in start]
+    w = _scale(_reciprocal(_norm(w)), w)
+    for _ in range(int(iters)):
+        Hw = hvp_fn(w)
+        norm = _norm(Hw)  # ‖H w‖ with ‖w‖ = 1
+        w = _scale(_reciprocal(norm), Hw)  # (5); H w = 0 leaves w = 0 and the estimate 0
+    return norm * norm, w
+
+
+def random_start(vectors_like: Sequence[Any], rng: Any = None) -> Vector:
+    """A standard normal vector shaped like ``vectors_like`` (backend generator or int seed)."""
+    if rng is None or isinstance(rng, int):
+        rng = default_rng(rng)
+    return [rng.standard_normal(tuple(a.shape)).astype(a.dtype) for a in vectors_like]
 
 
 def power_iteration_scale(
@@ -383,90 +362,219 @@ def power_iteration_scale(
     rng: Any = None,
     safety: float = 1.0,
 ) -> float:
-    """A scale ``V`` for the series: ``safety ·`` (power-iteration estimate of ``λ_max(H)²``).
+    """A scale ``V = safety · ‖H w‖²`` by ``iters`` power iterations (5) from a random start.
 
     Parameters
     ----------
     hvp_fn : callable
-        ``hvp_fn(vector) -> vector``, the product ``H v``.
+        ``hvp_fn(vector) -> vector``, the product ``H w``.
     vectors_like : list of arrays
-        Gives the shapes and dtypes of the vectors (e.g. the parameters' data).
+        Shapes and dtypes of the vectors (e.g. the parameters' data).
     iters : int
-        Number of power iterations (one HVP each).
+        Power iterations (one HVP each).
     rng : generator, int or None
-        A backend random generator or a seed for the random start vector.
+        Backend random generator or seed of the start vector.
     safety : float
-        Factor > 0 applied to the estimate.
+        The margin > 0 of (5). ``safety = 1`` gives V ≤ λ_max² and (once the estimate passes
+        λ_max²/2) convergence of (1).
 
     Returns
     -------
     float
-        ``V = safety · ‖H u‖²`` where ``u`` is the unit power-iteration vector.
-
-    Notes
-    -----
-    Power iteration on ``H`` (``u ← Hu/‖Hu‖``) makes ``‖Hu‖² = uᵀH²u`` the Rayleigh quotient
-    of ``H²``: it increases monotonically towards ``λ_max(H²) = max|λᵢ(H)|²`` and never exceeds
-    it, whatever the signs of the eigenvalues. The series needs only ``V ≥ λ_max²/2``, so
-    returning the estimate itself (``safety = 1``) leaves a factor-2 margin: convergence is
-    guaranteed once the estimate has reached half of ``λ_max²``, which after ``iters``
-    iterations fails only if the random start is nearly orthogonal to the top eigenvectors
-    (``series_operator`` then detects the growth and raises). ``V ≈ λ_max²`` puts the spectrum
-    of ``Y`` in ``[0, 1)``; a smaller V (down to ``λ_max²/2``) converges faster on the small
-    eigenvalues but has no margin. The reference code's ``power_series`` rule is
-    ``V = (λ̂ + tol)² + λ``. If ``H`` vanishes along the iteration, the smallest positive
-    normal number of the dtype is returned (meaningful with damping only).
+        V (at least the dtype's smallest normal number, for H = 0).
     """
-    if int(iters) != iters or iters < 1:
-        raise ValueError(f"power_iteration_scale: iters must be an integer ≥ 1, got {iters!r}")
     if not (math.isfinite(float(safety)) and safety > 0):
         raise ValueError(f"power_iteration_scale: safety must be > 0, got {safety!r}")
-    if rng is None or isinstance(rng, int):
-        rng = default_rng(rng)
-    u = [rng.standard_normal(tuple(a.shape)).astype(a.dtype) for a in vectors_like]
-    u = _scale(_reciprocal(_norm(u)), u)
-    for _ in range(int(iters)):  # on the backend throughout: one sync, at the end
-        w = hvp_fn(u)
-        norm_w = _norm(w)  # ‖H u‖, so uᵀH²u = ‖H u‖² with ‖u‖ = 1
-        u = _scale(_reciprocal(norm_w), w)  # H u = 0: u = 0 from here on, and the estimate 0
-    estimate = float(asnumpy(norm_w)) ** 2
+    if int(iters) != iters or iters < 1:
+        raise ValueError(f"power_iteration_scale: iters must be an integer ≥ 1, got {iters!r}")
+    estimate, _ = power_iteration(hvp_fn, random_start(vectors_like, rng), iters)
     tiny = min(float(xp.finfo(a.dtype).tiny) for a in vectors_like)
-    return max(float(safety) * estimate, tiny)
+    return max(float(safety) * float(asnumpy(estimate)), tiny)
+
+
+# --------------------------------------------------------------------------------------------
+# (6)–(8) the step: coefficients α, μ, the model change, the damping
+# --------------------------------------------------------------------------------------------
+def model_change(
+    alpha: float,
+    mu: float,
+    u_C_u: float,
+    u_C_d: float,
+    d_C_d: float,
+    g_u: float,
+    g_d: float,
+) -> float:
+    """``M(δ) − M(0) = −gᵀδ + ½ δᵀCδ`` (6) for ``δ = αu + μδ_prev``, from inner products.
+
+    Parameters
+    ----------
+    alpha, mu : float
+        α, μ.
+    u_C_u, u_C_d, d_C_d : float
+        ``uᵀCu``, ``uᵀCδ_prev``, ``δ_prevᵀCδ_prev`` for the model's curvature C.
+    g_u, g_d : float
+        ``gᵀu``, ``gᵀδ_prev``.
+
+    Returns
+    -------
+    float
+        ``½(α² uᵀCu + 2αμ uᵀCδ_prev + μ² δ_prevᵀCδ_prev) − α gᵀu − μ gᵀδ_prev``.
+    """
+    curvature = alpha * alpha * u_C_u + 2.0 * alpha * mu * u_C_d + mu * mu * d_C_d
+    return 0.5 * curvature - alpha * g_u - mu * g_d
+
+
+def reference_coefficients(g_u: float, g_d: float, d_b: float, alpha_prev: float) -> tuple:
+    """α, μ by the reference code's quadratic-model solve (7, "reference").
+
+    The reference takes C = |H| + λI itself, so ``uᵀCu = gᵀu`` (u = C⁻¹g), ``uᵀCδ_prev =
+    gᵀδ_prev``, and ``δ_prevᵀCδ_prev ≈ α_prev δ_prevᵀb`` with its buffer ``b ← μb + αg``
+    (1 where that is 0), and solves the 2×2 system by Cramer's rule. The first column equals
+    the right-hand side, so ``(α, μ) = (1, 0)`` whenever the system is regular.
+
+    Parameters
+    ----------
+    g_u, g_d : float
+        ``gᵀu``, ``gᵀδ_prev`` (0 before the first step).
+    d_b : float
+        ``δ_prevᵀb`` (0 before the first step).
+    alpha_prev : float
+        α of the previous step (0 before the first).
+
+    Returns
+    -------
+    (alpha, mu) : tuple of float
+        NaN for a singular system.
+    """
+    a11, a12, a22 = g_u, g_d, alpha_prev * d_b
+    if a22 == 0:
+        a22 = 1.0
+    det = a11 * a22 - a12 * a12
+    if det == 0 or not math.isfinite(det):
+        return math.nan, math.nan
+    return (g_u * a22 - a12 * g_d) / det, (a11 * g_d - a12 * g_u) / det
+
+
+def subspace_minimiser(
+    A: Sequence[Sequence[float]], G: Sequence[Sequence[float]], b: Sequence[float], damping: float
+) -> tuple[list[float], float]:
+    """α, μ minimising the saddle-free model on ``span(D)`` (7, "subspace"), and M(c*) − M(0).
+
+    The model is ``m(c) = −bᵀc + ½ cᵀ(|A|_G + λG)c`` with ``A = DᵀHD``, ``G = DᵀD``, ``b = Dᵀg``
+    (k×k, k×k, k; D = [u] or [u, δ_prev]): with ``G = LLᵀ``, ``M = L⁻¹AL⁻ᵀ`` is H on an
+    orthonormal basis of the span, ``|M|`` takes absolute eigenvalues, and
+    ``z = (|M| + λI)⁻¹L⁻¹b``, ``c = L⁻ᵀz``, ``m(c*) − m(0) = −½ (L⁻¹b)ᵀz``.
+
+    Parameters
+    ----------
+    A, G : k×k nested lists of float, k ∈ {1, 2}
+    b : list of k floats
+    damping : float
+        λ ≥ 0.
+
+    Returns
+    -------
+    (coefficients, change)
+        ``[α]`` or ``[α, μ]`` and the model change ≤ 0. A second column (numerically) parallel
+        to the first, or zero, is dropped (μ = 0); eigen-directions with ``|ν| + λ = 0`` are
+        left out (pseudo-inverse).
+    """
+    lam = damping
+    if len(b) == 2:
+        g11, g12, g22 = G[0][0], G[0][1], G[1][1]
+        if g22 <= 0 or g11 * g22 - g12 * g12 <= 1e-12 * g11 * g22:  # δ_prev ∥ u, or zero
+            c, change = subspace_minimiser([[A[0][0]]], [[g11]], [b[0]], lam)
+            return [c[0], 0.0], change
+    if len(b) == 1:
+        g11 = G[0][0]
+        if not g11 > 0:
+            return [0.0], 0.0
+        denominator = abs(A[0][0]) + lam * g11  # |uᵀHu| + λ uᵀu
+        alpha = b[0] / denominator if denominator > 0 else 0.0
+        return [alpha], -0.5 * alpha * b[0]
+    l11 = math.sqrt(g11)  # G = LLᵀ
+    l21 = g12 / l11
+    l22 = math.sqrt(g22 - l21 * l21)
+    beta1 = b[0] / l11  # β = L⁻¹ b
+    beta2 = (b[1] - l21 * beta1) / l22
+    w11, w12 = A[0][0] / l11, A[0][1] / l11  # W = L⁻¹A, then M = W L⁻ᵀ
+    w21, w22 = (A[1][0] - l21 * w11) / l22, (A[1][1] - l21 * w12) / l22
+    m11 = w11 / l11
+    m12 = (w12 - l21 * m11) / l22
+    m22 = (w22 - l21 * (w21 / l11)) / l22
+    mean, radius = 0.5 * (m11 + m22), math.hypot(0.5 * (m11 - m22), m12)  # eigen of M (2×2)
+    angle = 0.5 * math.atan2(2.0 * m12, m11 - m22)
+    q1, q2 = (math.cos(angle), math.sin(angle)), (-math.sin(angle), math.cos(angle))
+    z1 = z2 = 0.0
+    for nu, q in ((mean + radius, q1), (mean - radius, q2)):
+        denominator = abs(nu) + lam  # |ν| + λ
+        if denominator > 0:
+            coefficient = (q[0] * beta1 + q[1] * beta2) / denominator
+            z1, z2 = z1 + coefficient * q[0], z2 + coefficient * q[1]
+    mu = z2 / l22  # c = L⁻ᵀ z
+    alpha = (z1 - l21 * mu) / l11
+    return [alpha, mu], -0.5 * (beta1 * z1 + beta2 * z2)
+
+
+def reduction_ratio(new_loss: float, loss: float, change: float) -> float:
+    """ρ of (8): ``(L(θ − δ) − L(θ)) / (M(δ) − M(0))``; NaN when the model change is 0."""
+    return (new_loss - loss) / change if change != 0 else math.nan
+
+
+def levenberg_marquardt(
+    damping: float, rho: float, decay: float, min_damping: float = 0.0
+) -> float:
+    """The damping rule of (8): ``ωλ`` if ρ > ¾, ``λ/ω`` if ρ < ¼, else λ; at least ``min_damping``.
+
+    Parameters
+    ----------
+    damping : float
+        λ.
+    rho : float
+        The reduction ratio (NaN leaves λ as it is).
+    decay : float
+        ω in (0, 1).
+    min_damping : float
+        The floor (the reference clips at 1e-8).
+    """
+    if rho > 0.75:
+        damping = decay * damping
+    elif rho < 0.25:
+        damping = damping / decay
+    return max(damping, min_damping)
 
 
 # --------------------------------------------------------------------------------------------
 # dense reference
 # --------------------------------------------------------------------------------------------
 def abs_hessian_inverse(H: Any, v: Any, damping: float = 0.0) -> Any:
-    """Exact ``(|H| + λI)⁻¹ v`` by a dense eigendecomposition — the reference "exact SFN".
+    """Exact ``(|H| + λI)⁻¹ v = Q diag(1/(|Λ| + λ)) Qᵀ v`` from ``H = QΛQᵀ`` — exact SFN.
 
-    For verification on small problems only (O(p³) time, O(p²) memory): it is what the series
-    approximates. ``|H| = Q|Λ|Qᵀ`` from ``H = QΛQᵀ``.
+    O(p³) time, O(p²) memory: what (1) approximates, for small problems.
 
     Parameters
     ----------
-    H : array, shape (p, p)
-        A symmetric matrix (symmetrised as ``(H + Hᵀ)/2``).
-    v : array, shape (p,)
-        The vector.
+    H : array (p, p)
+        Symmetric (symmetrised as ``(H + Hᵀ)/2``).
+    v : array (p,)
     damping : float
-        ``λ ≥ 0``.
+        λ ≥ 0.
 
     Returns
     -------
-    array, shape (p,)
-        ``Q diag(1/(|Λ| + λ)) Qᵀ v``.
+    array (p,)
 
     Raises
     ------
     ValueError
-        If ``|H| + λI`` is singular (a zero eigenvalue with ``λ = 0``) or ``λ < 0``.
+        For ``λ < 0``, and for a singular ``|H|`` with ``λ = 0`` (only then is the spectrum read
+        back to the host; with ``λ > 0`` nothing is).
     """
     if damping < 0:
         raise ValueError(f"abs_hessian_inverse: damping must be ≥ 0, got {damping!r}")
     H = xp.asarray(H)
     eigenvalues, Q = xp.linalg.eigh(0.5 * (H + H.T))
     shifted = xp.abs(eigenvalues) + damping
-    if bool(xp.any(shifted == 0)):
+    if damping == 0 and bool(xp.any(shifted == 0)):
         raise ValueError("abs_hessian_inverse: |H| + λI is singular (zero eigenvalue, λ = 0)")
     return Q @ ((Q.T @ xp.asarray(v)) / shifted)

@@ -39,10 +39,18 @@ Curvature batch (``curvature_batch``)
 * ``None``: the summary is computed on the current training batch (simplest; no extra data);
 * ``(X_c, y_c)``: a fixed batch, used at every update;
 * an int m: m samples drawn without replacement from ``curvature_data=(X, y)`` at every update
-  by ``self.rng`` (a NumPy generator seeded by ``seed``; saved in ``state_dict()``).
+  by ``self.rng`` (a NumPy generator seeded by ``seed``; saved in ``state_dict()``);
+* ``"sampler"``: the paper's sampler (Algorithm 1: a curvature batch of B′ = T·B samples from a
+  separate sampler; T = ``update_every``, B the size of the current training batch). As in the
+  reference, a separate, non-shuffled pass over ``curvature_data=(X, y)`` that cycles: each
+  update takes the next B′ samples in order (``DataLoader(trainset, B′)`` without shuffling,
+  restarted when exhausted, so the last batch of a pass may be smaller). The position is
+  ``state["curvature_cursor"]``, saved in ``state_dict()``.
 
-The reference draws the curvature batch from a separate, non-shuffled loader cycling over the
-training set (1000 samples against training batches of 100 in ``run_mlp_mnist.sh``).
+The reference draws the curvature batch from that separate loader (1000 samples against
+training batches of 100 with T = 10 in ``run_mlp_mnist.sh``, i.e. B′ = T·B). The default stays
+the training batch because the sampler needs the training set, which the optimiser is not
+given otherwise; ``tinycurv reproduce grouped-newton-fig4`` compares the two.
 
 Defaults
 --------
@@ -103,11 +111,14 @@ class GroupedNewton(Optimizer):
         ``mom_lrs``; 0.5).
     update_every : int
         T ≥ 1: steps between two computations of the summary (the reference's ``period_hg``; 10).
-    curvature_batch : None, int or (X_c, y_c)
-        Where the summary is computed: the current training batch (None), a fixed batch, or
-        that many samples drawn from ``curvature_data`` at each update.
+    curvature_batch : None, int, (X_c, y_c) or "sampler"
+        Where the summary is computed: the current training batch (None), a fixed batch,
+        that many samples drawn from ``curvature_data`` at each update, or the paper's sampler
+        (the next B′ = ``update_every`` × batch size samples of an in-order, cycling pass over
+        ``curvature_data``).
     curvature_data : (X, y), optional
-        The data set to draw from when ``curvature_batch`` is an int (host or backend arrays).
+        The data set to draw from when ``curvature_batch`` is an int or ``"sampler"`` (host or
+        backend arrays).
     groups : list of lists of int, optional
         A partition of the indices of ``model.parameters()`` into S groups; None: one group
         per parameter tensor.
@@ -127,10 +138,11 @@ class GroupedNewton(Optimizer):
     ``state`` holds ``"u"`` (the direction, one array per parameter), ``"eta"`` (the smoothed
     eta, S floats), ``"eta_star"`` (the last solve's eta), ``"rates"`` (the current per-group
     learning rates ``lr·max(eta, 0)``), ``"summary"`` (the last ``g_bar``, ``H_bar``, ``D`` as
-    lists), ``"best_loss"`` and ``"bad_epochs"`` (the plateau schedule). ``history["rates"]``
-    lists the rates used at every step (plot ``numpy.array(opt.history["rates"])``, shape
-    (steps, S)); ``history["updates"]`` one dict per summary update (step, eta_star, eta,
-    rates, the solver's case).
+    lists), ``"best_loss"`` and ``"bad_epochs"`` (the plateau schedule) and, with
+    ``curvature_batch="sampler"``, ``"curvature_cursor"`` (the sampler's position).
+    ``history["rates"]`` lists the rates used at every step (plot
+    ``numpy.array(opt.history["rates"])``, shape (steps, S)); ``history["updates"]`` one dict
+    per summary update (step, eta_star, eta, rates, the solver's case).
     """
 
     lr = Hyperparameter(number(low_open=True))
@@ -156,7 +168,7 @@ class GroupedNewton(Optimizer):
         dampening: float = 0.9,
         lr_momentum: float = 0.5,
         update_every: int = 10,
-        curvature_batch: int | tuple[Any, Any] | None = None,
+        curvature_batch: int | tuple[Any, Any] | str | None = None,
         curvature_data: tuple[Any, Any] | None = None,
         groups: Sequence[Sequence[int]] | None = None,
         plateau_factor: float = 0.5,
@@ -168,11 +180,19 @@ class GroupedNewton(Optimizer):
         params = model.parameters()
         groups = check_groups(groups, len(params))
 
-        # where the curvature batch comes from: "current", "fixed" or an int size
+        # where the curvature batch comes from: "current", "fixed", "sampler" or an int size
         self._fixed_batch: tuple[Any, Any] | None = None
         self._curvature_data: tuple[Any, Any] | None = None
         if curvature_batch is None:
             source: str | int = "current"
+        elif isinstance(curvature_batch, str) and curvature_batch == "sampler":
+            if curvature_data is None or len(curvature_data) != 2 or len(curvature_data[0]) < 1:
+                raise ValueError(
+                    "GroupedNewton: curvature_batch='sampler' needs curvature_data=(X, y), "
+                    "the data set its in-order pass cycles over"
+                )
+            source = "sampler"
+            self._curvature_data = (curvature_data[0], curvature_data[1])
         elif isinstance(curvature_batch, tuple | list):
             if len(curvature_batch) != 2:
                 raise ValueError("GroupedNewton: curvature_batch must be None, an int or (X, y)")
@@ -198,8 +218,8 @@ class GroupedNewton(Optimizer):
             self._curvature_data = (curvature_data[0], curvature_data[1])
         else:
             raise ValueError(
-                f"GroupedNewton: curvature_batch must be None, an int or (X_c, y_c), "
-                f"got {type(curvature_batch).__name__}"
+                "GroupedNewton: curvature_batch must be None, an int, (X_c, y_c) or 'sampler', "
+                f"got {_describe(curvature_batch)}"
             )
 
         super().__init__(
@@ -286,6 +306,14 @@ class GroupedNewton(Optimizer):
             assert self._fixed_batch is not None
             return self._fixed_batch
         X, Y = self._curvature_data  # type: ignore[misc]
+        if source == "sampler":  # Alg. 1: B′ = T·B, the next samples of a separate pass
+            size = self.update_every * len(x)
+            start = self.state.get("curvature_cursor", 0)  # a Python int (host)
+            if start >= len(X):
+                start = 0
+            stop = min(start + size, len(X))
+            self.state["curvature_cursor"] = stop if stop < len(X) else 0
+            return _take(X, np.arange(start, stop)), _take(Y, np.arange(start, stop))
         idx = self.rng.choice(len(X), size=int(source), replace=False)
         return _take(X, idx), _take(Y, idx)
 
@@ -320,6 +348,11 @@ class GroupedNewton(Optimizer):
             best, bad = current, 0
         self.state.update(best_loss=best, bad_epochs=bad)
         return reduced
+
+
+def _describe(value: Any) -> str:
+    """A string as its repr, anything else by its type's name (no array printed in full)."""
+    return repr(value) if isinstance(value, str) else type(value).__name__
 
 
 def _to_backend(a: Any) -> Any:
