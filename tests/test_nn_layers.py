@@ -437,3 +437,45 @@ def test_batched_hvp_through_conv_and_pool_chains(name, with_input):
         one = tc.hvp(closure, params, vj)
         assert rel_err([h[j] for h in hb], one) < 1e-12
         assert rel_err(one, fd_hvp(g, data_of(params), vj)) < HVP_RTOL
+
+
+# --------------------------------------------------------------------------------------------
+# padding semantics that only show on special inputs (survivors of the mutation run)
+# --------------------------------------------------------------------------------------------
+def _naive_pool(x, k, s, p, reduce, fill):
+    N, C, H, W = x.shape
+    xp_ = np.pad(x, ((0, 0), (0, 0), (p[0], p[0]), (p[1], p[1])), constant_values=fill)
+    oh, ow = (H + 2 * p[0] - k[0]) // s[0] + 1, (W + 2 * p[1] - k[1]) // s[1] + 1
+    out = np.empty((N, C, oh, ow))
+    for i in range(oh):
+        for j in range(ow):
+            win = xp_[:, :, i * s[0] : i * s[0] + k[0], j * s[1] : j * s[1] + k[1]]
+            out[:, :, i, j] = reduce(win, axis=(2, 3))
+    return out
+
+
+def test_maxpool_padding_acts_as_minus_infinity_on_all_negative_inputs():
+    """PyTorch semantics: a padded window of negative values has a negative maximum, never 0."""
+    x = -1.0 - np.random.default_rng(3).random((2, 3, 5, 4))
+    pool = nn.MaxPool2d((3, 2), stride=(2, 1), padding=(1, 1))
+    got = tc.asnumpy(pool(tc.Tensor(asarray(x))).data)
+    np.testing.assert_array_equal(got, _naive_pool(x, (3, 2), (2, 1), (1, 1), np.max, -np.inf))
+    assert (got < 0).all()
+
+
+def test_conv_and_avgpool_with_different_paddings_per_axis():
+    """Padding (ph, pw) with ph ≠ pw: each axis padded by its own amount (zeros counted)."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 2, 5, 6))
+    pool = nn.AvgPool2d(3, stride=1, padding=(1, 0))
+    got = tc.asnumpy(pool(tc.Tensor(asarray(x))).data)
+    np.testing.assert_allclose(got, _naive_pool(x, (3, 3), (1, 1), (1, 0), np.mean, 0.0))
+    conv = nn.Conv2d(2, 3, (3, 2), padding=(2, 0), rng=5)
+    W, bias = tc.asnumpy(conv.weight.data), tc.asnumpy(conv.bias.data)
+    xp_ = np.pad(x, ((0, 0), (0, 0), (2, 2), (0, 0)))
+    oh, ow = xp_.shape[2] - 2, xp_.shape[3] - 1
+    want = np.empty((2, 3, oh, ow))
+    for i in range(oh):
+        for j in range(ow):
+            want[:, :, i, j] = np.einsum("ncij,ocij->no", xp_[:, :, i : i + 3, j : j + 2], W) + bias
+    np.testing.assert_allclose(tc.asnumpy(conv(tc.Tensor(asarray(x))).data), want, atol=1e-12)

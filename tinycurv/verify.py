@@ -931,6 +931,22 @@ def _isaac_thm4() -> tuple[float, float]:
 
 
 @check(
+    "isaac-remark2",
+    "ISAAC Remark 2, corrected: ζ* = (I + ḡᵀḡ/(bλ_g)) ζ (the printed ζ* = Mζ is off by 40–100%)",
+    "Petersen et al. 2023, Remark 2 (the printed relation lacks the identity term)",
+)
+def _isaac_remark2() -> tuple[float, float]:
+    errors = []
+    for k, lam_g in enumerate((1e-6, 1e-3, 1.0, 1e3)):
+        g, a, g_bar = _isaac_problem(4, seed=30 + k)  # b = 4 < m = 7: ḡᵀḡ is singular
+        gb = asnumpy(g_bar)
+        M = gb.T @ gb / (4 * lam_g)
+        z = asnumpy(zeta(g, a, g_bar, lam_g, 0.5))
+        errors.append(_rel(z + M @ z, zeta_star(g, a, 0.5)))
+    return max(errors), 1e-8
+
+
+@check(
     "isaac-conv-eq20",
     "ISAAC eq. 20 (Woodbury) = eq. 17 (Kronecker) on a Conv2d layer (several rows per sample)",
     "Petersen et al. 2023, eqs. 17, 20, 21; rows = samples × locations (KFC)",
