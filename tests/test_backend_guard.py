@@ -110,7 +110,7 @@ HOST_TRANSFERS = {
         "one per backtracking candidate (L(θ − p), ‖p‖², gᵀp, L(θ) together) and per line-search "
         "trial; CG's batched checks are in curvature.matrix_free",
     ("sfn", "SeriesSFN._scale", "float(self.state.get('V', self.initial_scale))"): "host number",
-    ("sfn", "SeriesSFN._scale", "float(self.state['V'])"): "host number",
+    ("sfn", "SeriesSFN._scale", "float(self.state['V_power'])"): "host number",
     ("sfn", "SeriesSFN._scale", "float(xp.finfo(g[0].dtype).tiny)"): "host number (dtype info)",
     ("sfn", "SeriesSFN._scale", "float(scale)"): "host number",
     ("sfn", "_host", "float(v)"): "host number (the entries of one asnumpy transfer)",

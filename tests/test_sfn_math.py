@@ -403,3 +403,78 @@ def test_saddle_free_direction_on_quadratic_closure(indefinite):
     dense = _series(H, [g], 40, V, 0.3, acceleration=1)[0]
     np.testing.assert_allclose(direction[0], dense, rtol=1e-10)
     np.testing.assert_allclose(direction[0], _exact(H, g, 0.3), rtol=1e-5)
+
+
+# --------------------------------------------------------------------------------------------
+# (6)–(8): the step model, as pure host functions
+# --------------------------------------------------------------------------------------------
+def test_subspace_minimiser_is_the_saddle_free_model_on_the_span():
+    from tinycurv.curvature.sfn import subspace_minimiser
+
+    rng = np.random.default_rng(11)
+    for trial in range(20):
+        p = 6
+        H = rng.standard_normal((p, p))
+        H = H + H.T  # indefinite
+        D, g = rng.standard_normal((p, 2)), rng.standard_normal(p)
+        lam = [0.0, 0.3, 2.0][trial % 3]
+        c, change = subspace_minimiser((D.T @ H @ D).tolist(), (D.T @ D).tolist(),
+                                       (D.T @ g).tolist(), lam)  # fmt: skip
+        Q, R = np.linalg.qr(D)
+        nu, W = np.linalg.eigh(Q.T @ H @ Q)
+        z = W @ ((W.T @ (Q.T @ g)) / (np.abs(nu) + lam))  # (|M| + λI)⁻¹ β in the basis Q
+        np.testing.assert_allclose(c, np.linalg.solve(R, z), rtol=1e-9, atol=1e-12)
+        assert change == pytest.approx(-0.5 * (Q.T @ g) @ z, rel=1e-10)
+        delta = D @ np.array(c)
+        C = Q @ W @ np.diag(np.abs(nu) + lam) @ W.T @ Q.T  # the model's curvature on the span
+        assert change == pytest.approx(-g @ delta + 0.5 * delta @ C @ delta, rel=1e-9)
+
+
+def test_reference_coefficients_are_one_and_zero():
+    from tinycurv.curvature.sfn import reference_coefficients
+
+    rng = np.random.default_rng(12)
+    for _ in range(50):
+        g_u, g_d, d_b, alpha_prev = rng.standard_normal(4) * [3, 1, 2, 1]
+        assert reference_coefficients(g_u, g_d, d_b, alpha_prev) in ((1.0, 0.0), (1.0, -0.0))
+    assert reference_coefficients(2.0, 0.0, 0.0, 0.0) == (1.0, 0.0)  # first step: C δ term → 1
+    alpha, mu = reference_coefficients(1.0, 1.0, 1.0, 1.0)  # singular: det = 1·1 − 1
+    assert math.isnan(alpha) and math.isnan(mu)
+
+
+def test_model_change_and_the_reference_model():
+    from tinycurv.curvature.sfn import model_change, reference_model_change
+
+    rng = np.random.default_rng(13)
+    C = rng.standard_normal((5, 5))
+    C = C @ C.T
+    u, d, g = rng.standard_normal((3, 5))
+    alpha, mu = 0.7, -0.3
+    delta = alpha * u + mu * d
+    want = -g @ delta + 0.5 * delta @ C @ delta
+    got = model_change(alpha, mu, u @ C @ u, u @ C @ d, d @ C @ d, g @ u, g @ d)
+    assert got == pytest.approx(want, rel=1e-12)
+    assert reference_model_change(1.0, 0.0, 2.5, 0.4, 0.9) == pytest.approx(-1.25, rel=1e-15)
+
+
+@pytest.mark.parametrize(("rho", "want"), [(0.9, 0.9), (0.1, 1 / 0.9), (0.5, 1.0),
+                                           (float("nan"), 1.0), (-3.0, 1 / 0.9)])  # fmt: skip
+def test_levenberg_marquardt_rule(rho, want):
+    from tinycurv.curvature.sfn import levenberg_marquardt, reduction_ratio
+
+    assert levenberg_marquardt(1.0, rho, 0.9) == pytest.approx(want, rel=1e-15)
+    assert levenberg_marquardt(1e-9, 0.9, 0.9, min_damping=1e-8) == 1e-8
+    assert reduction_ratio(0.5, 1.0, -1.0) == 0.5 and math.isnan(reduction_ratio(0.5, 1.0, 0.0))
+
+
+def test_power_iteration_is_a_lower_bound_from_any_start():
+    from tinycurv.curvature.sfn import power_iteration, random_start
+
+    eigenvalues = np.array([-4.0, 3.9, 1.0, -0.2])
+    H, _ = _matrix(eigenvalues, seed=4)
+    for seed in range(5):
+        start = [asarray(asnumpy(random_start([xp.zeros(4)], seed)[0]))]
+        for iters in (1, 3, 10):
+            estimate, w = power_iteration(_dense_hvp(H), start, iters)
+            assert float(asnumpy(estimate)) <= 16.0 * (1 + 1e-12)
+            assert float(np.linalg.norm(asnumpy(w[0]))) == pytest.approx(1.0, rel=1e-12)

@@ -691,7 +691,8 @@ def test_monkeypatching_the_pure_functions_changes_the_step(monkeypatch):
 # --------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("seed", range(6))
 def test_power_scale_bounds_lambda_max_squared_within_its_margin(seed):
-    """On random indefinite quadratics: λ_max(H²)/2 ≤ V ≤ margin · λ_max(H²) (series converges)."""
+    """On random indefinite quadratics: λ_max(H²)/2 ≤ margin · estimate ≤ margin · λ_max(H²), so
+    the series converges; V is that or the free lower bound ‖H²g‖/‖g‖, whichever is larger."""
     rng = np.random.default_rng(100 + seed)
     p = 40
     eigenvalues = rng.standard_normal(p) * rng.uniform(0.1, 10)
@@ -703,9 +704,10 @@ def test_power_scale_bounds_lambda_max_squared_within_its_margin(seed):
         opt = SeriesSFN(model, quadratic_loss(A, rng.standard_normal(p)), order=4, scale="power",
                         scale_margin=margin, seed=seed, adaptive=False)  # fmt: skip
         opt.step(DUMMY, DUMMY)
-        V = opt.state["V"]
-        assert lam_max2 / 2 <= V <= margin * lam_max2 * (1 + 1e-12)
-        assert V >= 0.75 * margin * lam_max2  # 20 iterations: the estimate ≥ 3/4 λ_max² here
+        V, V_power = opt.state["V"], opt.state["V_power"]
+        assert lam_max2 / 2 <= V_power <= margin * lam_max2 * (1 + 1e-12)
+        assert V_power >= 0.75 * margin * lam_max2  # 20 iterations: the estimate ≥ ¾ λ_max² here
+        assert V_power <= V <= lam_max2 * (1 + 1e-12)  # V = max(V_power, ‖H²g‖/‖g‖)
 
 
 def test_power_iteration_increases_to_lambda_max_squared_and_warm_starts():
@@ -736,13 +738,37 @@ def test_power_scale_is_refreshed_every_scale_every_steps(monkeypatch):
     model = Point(np.array([0.4, 0.1, -0.7]))
     opt = SeriesSFN(model, quadratic_loss(A, np.zeros(3)), order=5, scale_every=3, power_iters=7,
                     adaptive=False, lr=0.1)  # fmt: skip
-    Vs = []
+    Vs, V_powers = [], []
     for _ in range(7):
+        g = A @ params_of(model)
         opt.step(DUMMY, DUMMY)
         Vs.append(opt.state["V"])
+        V_powers.append(opt.state["V_power"])
+        ratio = np.linalg.norm(A @ A @ g) / np.linalg.norm(g)  # the free lower bound
+        assert Vs[-1] == pytest.approx(max(V_powers[-1], ratio), rel=1e-12)
     assert calls == [7, 7, 7]  # steps 1, 4, 7
-    assert Vs[0] == Vs[1] == Vs[2] and Vs[3] == Vs[4] == Vs[5]
-    assert Vs[0] == pytest.approx(0.75 * 4.0, rel=1e-3)  # margin × λ_max(H²)
+    assert V_powers[0] == V_powers[1] == V_powers[2] and V_powers[3] == V_powers[4] == V_powers[5]
+    assert V_powers[0] == pytest.approx(0.75 * 4.0, rel=1e-3)  # margin × λ_max(H²)
+
+
+def test_power_scale_refreshes_at_once_when_the_batch_curvature_outgrows_it(monkeypatch):
+    """‖H²g‖/‖g‖ > 2·V_power proves the series would diverge: (5) is rerun before the series."""
+    from tinycurv.curvature import sfn as sfn_math
+
+    calls, original = [], sfn_math.power_iteration
+    monkeypatch.setattr(sfn_math, "power_iteration",
+                        lambda *a, **k: calls.append(1) or original(*a, **k))  # fmt: skip
+    scale = [1.0]
+    model = Point(np.array([1.0, 1.0]))
+    loss = lambda t, _: (t * t * Tensor(asarray(np.array([1.0, scale[0]])))).sum() * 0.5
+    opt = SeriesSFN(model, loss, order=6, adaptive=False, lr=0.1, scale_every=100)
+    opt.step(DUMMY, DUMMY)
+    assert calls == [1] and opt.state["V_power"] == pytest.approx(0.75, rel=1e-6)
+    scale[0] = 10.0  # λ_max(H²) jumps from 1 to 100
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no retry needed
+        opt.step(DUMMY, DUMMY)
+    assert calls == [1, 1] and opt.state["V_power"] == pytest.approx(75.0, rel=1e-3)
 
 
 def test_rule_names_and_aliases():

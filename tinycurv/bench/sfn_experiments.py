@@ -74,8 +74,8 @@ def _cos_ratio(u: np.ndarray, exact: np.ndarray) -> tuple[float, float]:
 def scale_rules(H_hvp: Callable, g: list, params: list, seed: int = 0) -> dict[str, float]:
     """V of each scale rule of ``SeriesSFN`` at one point (the first step of a run).
 
-    ``running-max``: ``max(100, ‖H²g‖/‖g‖)``; ``power``: 0.75 × 20 power iterations from a
-    random start (the default refresh); ``V=10``: a fixed float.
+    ``running-max``: ``max(100, ‖H²g‖/‖g‖)``; ``power``: ``max(0.75 × 20 power iterations from
+    a random start, ‖H²g‖/‖g‖)`` (the default, at a refresh); ``V=10``: a fixed float.
     """
     H2g = H_hvp(H_hvp(g))
     ratio = float(np.linalg.norm(_flat(H2g)) / np.linalg.norm(_flat(g)))
@@ -84,7 +84,7 @@ def scale_rules(H_hvp: Callable, g: list, params: list, seed: int = 0) -> dict[s
     )
     return {
         "running-max": max(100.0, ratio),
-        "power": 0.75 * float(asnumpy(estimate)),
+        "power": max(0.75 * float(asnumpy(estimate)), ratio),
         "V=10": 10.0,
     }
 

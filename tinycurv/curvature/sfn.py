@@ -14,7 +14,7 @@ V scale, d = λ/√V, Y = I − H²/V, N terms, k Wynn order; a vector is a list
 (6) δ = αu + μδ_prev,  M(δ) − M(0) = −gᵀδ + ½ δᵀCδ                             model_change
 (7) subspace: C = |H|_span + λI on span{u, δ_prev} (exact 2×2)                subspace_minimiser
     reference: [[gᵀu, gᵀδ], [gᵀδ, α_prev δᵀb]] (α, μ)ᵀ = (gᵀu, gᵀδ)ᵀ, so α = 1, μ = 0;
-    b ← μb + αg   (δ = δ_prev)                                              reference_coefficients
+    b ← μb + αg (δ = δ_prev)               reference_coefficients, reference_model_change
 (8) ρ = (L(θ − δ) − L(θ)) / (M(δ) − M(0));  λ ← ωλ if ρ > ¾, λ/ω if ρ < ¼     levenberg_marquardt
 """
 
@@ -453,6 +453,17 @@ def reference_coefficients(g_u: float, g_d: float, d_b: float, alpha_prev: float
     if det == 0 or not math.isfinite(det):
         return math.nan, math.nan
     return (g_u * a22 - a12 * g_d) / det, (a11 * g_d - a12 * g_u) / det
+
+
+def reference_model_change(alpha: float, mu: float, g_u: float, g_d: float, d_b: float) -> float:
+    """M(δ) − M(0) (6) of the reference's model, as the reference evaluates it for ρ (8).
+
+    After its buffer and α_prev have been updated: ``δ_prevᵀCδ_prev ≈ α δ_prevᵀ(μb + αg)
+    = α(μ δ_prevᵀb + α gᵀδ_prev)``, ``uᵀCu = gᵀu``, ``uᵀCδ_prev = gᵀδ_prev``; with (α, μ) = (1, 0)
+    this is ``−½ gᵀu``. Arguments as in ``reference_coefficients`` (``d_b`` with the old b).
+    """
+    d_C_d = alpha * (mu * d_b + alpha * g_d)
+    return model_change(alpha, mu, g_u, g_d, d_C_d, g_u, g_d)
 
 
 def subspace_minimiser(

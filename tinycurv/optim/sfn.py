@@ -143,9 +143,7 @@ class SaddleFreeOptimizer(Optimizer):
         new_loss = self._loss_after(closure)
         if not math.isfinite(new_loss):
             raise NonFiniteError(f"the loss after the step is {new_loss}")
-        # ρ's model as the reference evaluates it: after b and α_prev have been updated
-        d_C_d = alpha * (mu * d_b + alpha * g_d)  # α · δ_prevᵀ(μb + αg)
-        change = sfn_math.model_change(alpha, mu, g_u, g_d, d_C_d, g_u, g_d)
+        change = sfn_math.reference_model_change(alpha, mu, g_u, g_d, d_b)
         rho = sfn_math.reduction_ratio(new_loss, L, change)
         lam = sfn_math.levenberg_marquardt(lam, rho, self.damping_decay, self.min_damping)
         self.state.update(
@@ -224,9 +222,10 @@ class SeriesSFN(SaddleFreeOptimizer):
     damping : float
         λ₀ ≥ 0, the initial damping (the current one is ``state["damping"]``).
     scale : "power", "running-max" (or None) or float
-        V: ``scale_margin`` × a power-iteration estimate of ``λ_max(H²)`` (5), refreshed every
-        ``scale_every`` steps with ``power_iters`` HVPs from the last vector; the reference's
-        running maximum of ``‖H²g‖/‖g‖`` from ``initial_scale``; or fixed.
+        V: the larger of ``scale_margin`` × a power-iteration estimate of ``λ_max(H²)`` (5),
+        refreshed every ``scale_every`` steps with ``power_iters`` HVPs from the last vector (and
+        at once when ``‖H²g‖/‖g‖`` exceeds twice it), and this batch's ``‖H²g‖/‖g‖``; the
+        reference's running maximum of ``‖H²g‖/‖g‖`` from ``initial_scale``; or fixed.
     adaptive : False, "reference", "subspace" or True (= ``DEFAULT_ADAPTIVE``)
         The step rule (module docstring).
     lr, momentum : float
@@ -250,7 +249,8 @@ class SeriesSFN(SaddleFreeOptimizer):
 
     Notes
     -----
-    ``state["V"]`` is the scale of the last step; ``"power_vector"`` the warm start of (5).
+    ``state["V"]`` is the scale of the last step; ``"V_power"`` and ``"power_vector"`` the last
+    estimate of (5) times the margin, and its warm start.
     A series that grows (V too small) gets V enlarged and is retried once (RuntimeWarning):
     ``"power"`` refreshes its estimate at once (and takes at least the growth's lower bound on
     ``λ_max²``), ``"running-max"`` doubles that lower bound; growing again skips the step
@@ -332,11 +332,8 @@ class SeriesSFN(SaddleFreeOptimizer):
                 raise
             V_new = products.enlarged_scale(V)
         if self.scale == "power" and math.isfinite(V_new):  # refresh (5) now, from the last w
-            estimate, vector = sfn_math.power_iteration(
-                hvp_fn, self.state["power_vector"], self.power_iters
-            )
-            self.state["power_vector"] = vector
-            V_new = max(self.scale_margin * _host(estimate)[0], 0.5 * V_new)  # ½: a lower bound
+            self.state["V_power"] = self.scale_margin * _host(self._power_estimate(hvp_fn))[0]
+            V_new = max(self.state["V_power"], 0.5 * V_new)  # ½ V_new: a lower bound on λ_max²
         if not math.isfinite(V_new):
             raise NonFiniteError("the series is not finite")
         warnings.warn(
@@ -352,7 +349,18 @@ class SeriesSFN(SaddleFreeOptimizer):
             if not str(err).startswith(sfn_math.SCALE_TOO_SMALL):
                 raise
             # what was learned stays: the next step starts from the enlarged V
-            raise SkipStep(f"{err}; even after enlarging V once", keep={"V": V_new}) from err
+            keep = {k: self.state[k] for k in ("V", "V_power", "power_vector") if k in self.state}
+            raise SkipStep(f"{err}; even after enlarging V once", keep=keep) from err
+
+    def _power_estimate(self, hvp_fn: Callable[[Vector], Vector]) -> Any:
+        """(5) from the last vector (a random one at first); the estimate stays on the device."""
+        start = self.state.get("power_vector")
+        if start is None:
+            start = sfn_math.random_start([p.data for p in self.params], self.seed + self.t)
+        estimate, self.state["power_vector"] = sfn_math.power_iteration(
+            hvp_fn, start, self.power_iters
+        )
+        return estimate
 
     def _series(self, products: _SeriesProducts, g: Vector, V: float, lam: float) -> Vector:
         return sfn_math.series_operator(products, g, self.order, V, lam, self.acceleration)
@@ -375,22 +383,23 @@ class SeriesSFN(SaddleFreeOptimizer):
             self.state["V"] = V
             return V, [Hg, H2g]
         if scale == "power":
-            start = self.state.get("power_vector")
-            if start is not None and "V" in self.state and self.t % self.scale_every != 0:
-                g2 = _host(_sumsq(g))[0]  # between refreshes: V stays
-                V = float(self.state["V"])
-            else:
-                if start is None:
-                    start = sfn_math.random_start([p.data for p in self.params], self.seed + self.t)
-                estimate, vector = sfn_math.power_iteration(hvp_fn, start, self.power_iters)
-                g2, estimate = _host(_sumsq(g), estimate)
-                tiny = float(xp.finfo(g[0].dtype).tiny)
-                V = max(self.scale_margin * estimate, tiny)  # (5)
-                self.state["power_vector"] = vector
-            if not (math.isfinite(g2) and math.isfinite(V)):
-                raise NonFiniteError("the gradient or the power-iteration scale is not finite")
+            Hg = hvp_fn(g)
+            H2g = hvp_fn(Hg)  # the first term of the series: reused there
+            refresh = "V_power" not in self.state or self.t % self.scale_every == 0
+            estimate = self._power_estimate(hvp_fn) if refresh else None
+            numbers = _host(_sumsq(g), _sumsq(H2g), *([] if estimate is None else [estimate]))
+            g2, H2g2 = numbers[0], numbers[1]
+            if not all(math.isfinite(v) for v in numbers):
+                raise NonFiniteError("the gradient or its curvature is not finite")
+            ratio = math.sqrt(H2g2 / g2) if g2 > 0 else 0.0  # ‖H²g‖/‖g‖ ≤ λ_max(H²)
+            if refresh:
+                self.state["V_power"] = self.scale_margin * numbers[2]  # (5)
+            elif ratio > 2.0 * self.state["V_power"]:  # this batch's curvature outgrew V: (5) now
+                self.state["V_power"] = self.scale_margin * _host(self._power_estimate(hvp_fn))[0]
+            tiny = float(xp.finfo(g[0].dtype).tiny)
+            V = max(float(self.state["V_power"]), ratio, tiny)  # the free lower bound as a floor
             self.state["V"] = V
-            return V, []
+            return V, [Hg, H2g]
         if not math.isfinite(_host(_sumsq(g))[0]):
             raise NonFiniteError("the gradient is not finite")
         V = float(scale)
