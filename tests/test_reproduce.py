@@ -13,6 +13,7 @@ import re
 import numpy as np
 import pytest
 
+import tinycurv as tc
 from tinycurv import nn
 from tinycurv.data import load_digits
 from tinycurv.reproduce import entries, run_cli
@@ -115,8 +116,8 @@ def test_sampler_takes_the_next_T_times_B_samples_in_order_and_cycles():
     sizes = [30, 30, 10, 30, 30]
     assert [len(xc) for xc, _ in seen] == sizes
     for (xc, yc), start, size in zip(seen, starts, sizes, strict=True):
-        np.testing.assert_array_equal(np.asarray(xc), X[start : start + size])
-        np.testing.assert_array_equal(np.asarray(yc), y[start : start + size])
+        np.testing.assert_array_equal(tc.asnumpy(xc), X[start : start + size])
+        np.testing.assert_array_equal(tc.asnumpy(yc), y[start : start + size])
     assert opt.state["curvature_cursor"] == 60
 
 
