@@ -180,3 +180,26 @@ def test_every_rule_trains_mlps_and_cnns(kind, name):
 
 def test_registered_in_optim():
     assert optim.ExactSFN is ExactSFN and "ExactSFN" in optim.__all__
+
+
+@pytest.mark.parametrize(("rule", "most"), [(False, 1), ("reference", 3), ("subspace", 3)])
+def test_host_transfers_per_step(rule, most):
+    """On the CuPy stand-in: the dense Hessian and its eigendecomposition stay on the device; a
+    step transfers the loss (fixed step), plus the step model's numbers and L(θ − δ) (adaptive)."""
+    from collections import Counter
+
+    from tinycurv.backend import backend_name, get_backend
+
+    module = get_backend()
+    if backend_name() != "cupy" or not hasattr(module, "SYNCS"):
+        pytest.skip("counts transfers on the CuPy stand-in only (tests/cupy_stand_in)")
+    model = _mlp()
+    x, y = _data("mlp")
+    opt = ExactSFN(model, nn.CrossEntropyLoss(), adaptive=rule)
+    opt.step(x, y)
+    module.SYNCS.clear()
+    for _ in range(3):
+        opt.step(x, y)
+    where = Counter(w.rsplit(":", 1)[0] for _, w in module.SYNCS)
+    assert sum(where.values()) <= most * 3, where
+    assert not any("curvature" in w for w in where), where  # nothing from hessian / eigh
