@@ -209,7 +209,7 @@ def ggn(model: Any, loss_fn: Any, x: Any, y: Any = None, chunk: int = CHUNK) -> 
 def ggn_vp(
     model: Any, loss_fn: Any, x: Any, y: Any, vectors: Sequence[Any], batched: bool = False
 ) -> list[Any]:
-    """GGN-vector products ``(1/b)·Σₙ Jₙᵀ Hₙ Jₙ v``, matrix-free.
+    """GGN-vector products ``(1/b)·Σₙ Jₙᵀ Hₙ Jₙ v``, matrix-free (``matrix_free.GGNOperator``).
 
     A JVP (forward sweep on duals) gives ``Jₙ v``; the loss Hessian gives ``uₙ = Hₙ Jₙ v / b``;
     a VJP (a backward sweep from the outputs with cotangent ``u``) gives ``Σₙ Jₙᵀ uₙ``.
@@ -226,30 +226,9 @@ def ggn_vp(
     list of arrays
         Shaped like ``vectors``.
     """
-    params = model.parameters()
-    with _tangents(params, list(vectors)), no_grad():
-        out = model(x).data  # Dual(f, J v)
-    _outputs_2d(out, "ggn_vp")
-    f = D.primal(out)
-    b = f.shape[0]
-    Jv = D.tangent_of(out, xp.zeros(((vectors[0].shape[0],) if batched else ()) + f.shape))
-    H = loss_fn.hessian(f)  # (b, m, m)
-    U = (H @ Jv[..., None])[..., 0] / b  # uₙ = Hₙ Jₙ v / b, (b, m) or (k, b, m)
-    saved = [p.grad for p in params]
-    try:
-        outputs = model(x)  # a tape for the VJPs
-        results = []
-        for u in U if batched else [U]:
-            for p in params:
-                p.grad = None
-            outputs.backward(grad=u)  # Σₙ Jₙᵀ uₙ
-            results.append([xp.zeros_like(p.data) if p.grad is None else p.grad for p in params])
-    finally:
-        for p, g in zip(params, saved, strict=True):
-            p.grad = g
-    if not batched:
-        return results[0]
-    return [xp.stack([r[i] for r in results]) for i in range(len(params))]
+    from tinycurv.curvature.matrix_free import GGNOperator  # lazy: it builds on this module
+
+    return GGNOperator(model, loss_fn, x)(list(vectors), batched=batched)
 
 
 # ----------------------------------------------------------------------------- Fisher
