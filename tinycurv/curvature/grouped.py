@@ -1,39 +1,17 @@
 """The GroupedNewton summary ``(g_bar, H_bar, D)`` of the loss along a direction, matrix-free.
 
-GroupedNewton (P. Wolinski, "Adapting Newton's method to neural networks through a summary of
-higher-order derivatives") splits the parameters into S groups and moves group s along the part
-``u_s`` of a direction ``u`` with its own learning rate ``η_s``::
+P. Wolinski, "Adapting Newton's method to neural networks through a summary of higher-order
+derivatives". The parameters are split into S groups; group s moves along ``u_s`` (``u``
+restricted to the group) by ``η_s``: θ' = θ − Σ_s η_s u_s. Along η the loss is summarised by::
 
-    θ' = θ − diag(u) P η = θ − Σ_s η_s u_s          (P: the n × S 0/1 partition matrix)
+    g_bar_s  = ⟨u_s, g⟩                              (S,)
+    H_bar_st = ⟨u_s, H u_t⟩                          (S, S)
+    D_s      = φ_s'''(0),  φ_s(t) = L(θ + t u_s)     (S,)
 
-``u_s`` is ``u`` restricted to group s (zeros elsewhere). Along η the loss is summarised by
-
-    g_bar_s   = ⟨u_s, g⟩                   (S,)     g_bar = Pᵀ diag(u) g
-    H_bar_st  = ⟨u_s, H u_t⟩               (S, S)   H_bar = Pᵀ diag(u) H diag(u) P
-    D_s       = φ_s'''(0),  φ_s(t) = L(θ + t u_s)    (S,)     the diagonal of the order-3 term
-
-so that ``L(θ − diag(u) P η) ≈ L − g_barᵀη + ½ ηᵀ H_bar η − (1/6) Σ_s D_s η_s³ + …`` (the
-off-diagonal order-3 terms are not used by the method). ``grouped_newton_step`` turns the
-summary into η (Appendix D).
-
-How it is computed (no Hessian is ever formed)
-----------------------------------------------
-* ``g_bar`` and ``H_bar``: ONE forward and backward sweep on duals. The S group directions
-  travel as one *batched* tangent with k = S directions: for parameter i the tangent has shape
-  ``(S,) + p_i.shape`` and its slice s is ``u_i`` if parameter i belongs to group s, zeros
-  otherwise. ``value_grad_and_hvp(..., batched=True)`` returns the gradient g and all the
-  products ``H u_s`` together; then ``H_bar_st = ⟨u_s, H u_t⟩`` (symmetrised, as the exact
-  matrix is symmetric and floating-point sums are not).
-* ``D``: for each group, ``tinycurv.taylor`` (nested duals, forward only) along ``u_s``, but
-  with **only that group's parameters lifted to duals**: the other parameters stay plain
-  arrays, so every layer before the group's first parameter runs on plain arrays at primal cost.
-  For the canonical partition of a deep network this roughly halves the cost compared with
-  lifting every parameter (with zero tangents), and the result is exact: the parameters that
-  are left plain have ``u = 0`` in ``u_s``.
-
-The reference implementation (``p-wol/GroupedNewton``, ``hg.py: compute_Hg``) uses
-double-backward instead: the gradient with ``create_graph``, then per group one backward for the
-row ``H_bar[s, s:]`` and two more for ``D_s``.
+so that L(θ − Σ η_s u_s) ≈ L − g_barᵀη + ½ ηᵀ H_bar η − (1/6) Σ_s D_s η_s³. ``g_bar`` and
+``H_bar`` come from one batched forward-over-reverse sweep (k = S directions), ``D`` from
+``taylor`` with only the group's parameters lifted to duals. No Hessian is formed. Details and
+the comparison with the reference's double-backward: docs/grouped_newton.md §1.
 """
 
 from __future__ import annotations

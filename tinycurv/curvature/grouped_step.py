@@ -1,56 +1,17 @@
 """The cubic-regularised GroupedNewton step: the η that minimises the cubic model.
 
-GroupedNewton (P. Wolinski, "Adapting Newton's method to neural networks through a summary of
-higher-order derivatives") splits the parameters into S groups, moves group s by ``-η_s u_s``
-along a direction ``u``, and summarises the loss along ``η`` by a gradient ``g_bar`` (S,), a
-Hessian ``H_bar`` (S, S) and the diagonal ``D`` (S,) of the order-3 derivative. The step is the
-global minimiser of the anisotropic cubic model (Appendix D)::
+P. Wolinski, "Adapting Newton's method to neural networks through a summary of higher-order
+derivatives", Appendix D. From the summary ``g_bar`` (S,), ``H_bar`` (S, S), ``D`` (S,)::
 
-    m(η) = −g_barᵀη + ½ ηᵀ H_bar η + (lam_int / 6) · ‖diag(d) η‖³,    d = |D|^(1/3)
+    m(η) = −g_barᵀη + ½ ηᵀ H_bar η + (lam_int / 6) · ‖diag(d) η‖³,   d = |D|^(1/3)
+    η = (H_bar + (lam_int / 2) · r · diag(d)²)⁻¹ g_bar,   r = ‖diag(d) η‖   (fixed point)
 
-(the sign of ``D`` is dropped). Writing ``r = ‖diag(d) η‖``, a stationary point satisfies::
-
-    η = (H_bar + (lam_int / 2) · r · diag(d)²)⁻¹ g_bar,                 (fixed point)
-
-and it is the *global* minimiser exactly when ``H_bar + (lam_int / 2) · r · diag(d)² ⪰ 0`` as
-well. So the S-dimensional problem is one scalar equation in ``r``, solved by
-``scipy.optimize.brentq`` on a bracket ``[r0, r_hi]``: ``r0 = 0`` when ``H_bar ≻ 0``, and
-otherwise ``r0`` is the point where ``H_bar + (lam_int/2) r diag(d)²`` stops being singular
-(the two cases of Appendix D).
-
-How the scalar equation is written here (in the variables of the appendix)
---------------------------------------------------------------------------
-With ``y = diag(d) η`` the model becomes the ordinary (isotropic) cubic model in ``y`` with the
-matrix ``K = diag(d)⁻¹ H_bar diag(d)⁻¹`` and the vector ``diag(d)⁻¹ g_bar``. In the eigenbasis
-``K = Q diag(κ) Qᵀ``, ``b = Qᵀ diag(d)⁻¹ g_bar``, the fixed point reads
-``y_j = b_j / (κ_j + c r)`` with ``c = lam_int / 2`` and ``r = ‖y‖``: no linear solve inside the
-root-finder, and every quantity is exact near the singular point because the unknown is the
-*shift* ``δ = r − r0`` (so ``κ_1 + c r = c δ`` is never formed by cancellation).
-
-Zeros of ``D`` (singular ``diag(d)``): the directions with ``d_s = 0`` carry no cubic term, so
-they are minimised out exactly (a Schur complement on the block ``H_bar[Z, Z]``). If that block
-is not positive definite, no ``lam_int`` can make the matrix positive definite and the cubic
-model is unbounded below (for a positive semi-definite but singular block the minimiser is not
-unique): the step falls back, see below.
-
-The hard case (``g_bar`` has no component along the eigenvector of the most negative curvature,
-e.g. ``g_bar = 0`` with an indefinite ``H_bar``) has its root *at* ``r0``; the minimiser then
-adds a multiple of that eigenvector, as in the trust-region literature (Moré & Sorensen 1983).
-
-Fallback
---------
-Like the reference implementation (the GitHub repository ``p-wol/GroupedNewton``, whose
-optimiser sets the learning rates to zero when its cubic solver reports ``found = False``), a
-failed solve returns ``η = 0`` — no step — and emits a ``GroupedStepWarning``. It happens when
-the cubic model is unbounded below (see above) or when the root-finder fails.
-
-This is a declared **host-side helper**: S (the number of groups) is about 10, so the step is
-a scalar root-finding problem on tiny matrices that NumPy/SciPy on the host solve in
-microseconds; a GPU round trip would cost more than the math. Backend (CuPy) arrays are copied
-to the host with ``tinycurv.backend.asnumpy`` and the result is a NumPy float64 array.
-
-The paper's text was not at hand when this was written, so Appendix D is cited by what each
-formula is, not by equation number.
+the global minimiser when that matrix is also ⪰ 0: one scalar equation in r, solved by
+``scipy.optimize.brentq`` in the eigenbasis of diag(d)⁻¹ H_bar diag(d)⁻¹ (zeros of D by a Schur
+complement, the hard case as in Moré & Sorensen 1983). A failed solve (an unbounded model, a
+failed root-finder) returns η = 0 with a ``GroupedStepWarning``, as the reference does.
+Host-side by design: S ≈ 10, so NumPy/SciPy on the host; backend arrays are copied with
+``asnumpy``. Derivation: docs/grouped_newton.md §2.
 """
 
 from __future__ import annotations

@@ -1,78 +1,20 @@
 """GroupedNewton: one learning rate per group of parameters, from a summary of the loss.
 
 P. Wolinski, "Adapting Newton's method to neural networks through a summary of higher-order
-derivatives" (Algorithm 1, Appendix F), as the reference code ``p-wol/GroupedNewton`` runs it
-(``NewtonSummary`` in ``newton_summary.py``). The parameters are split into S groups (by
-default every weight tensor and every bias vector is one group, the "canonical" partition).
-With gradient ``g_t`` of the training batch at step t::
+derivatives" (Algorithm 1), as the reference code ``p-wol/GroupedNewton`` runs it. With S
+groups (default: every weight and every bias), gradient ``g_t`` and ``T = update_every``::
 
-    u_t   = g_0                                       t = 0
-    u_t   = momentum · u_{t−1} + (1 − dampening) · g_t  t > 0     (SGD's momentum buffer)
+    u_t = momentum · u_{t−1} + (1 − dampening) · g_t        (u_0 = g_0)
+    every T steps:  (g_bar, H_bar, D) = grouped_summary(loss, θ, u_t)          (Alg. 1)
+                    eta_star = grouped_newton_step(g_bar, H_bar, D, lam_int)   (App. D)
+                    eta ← lr_momentum · eta + (1 − lr_momentum) · eta_star  (eta_star at first)
+                    rates = lr · max(eta, 0)
+    θ_s ← θ_s − rates_s · u_{t,s}                             every step, every group s
 
-    every ``update_every`` steps (t = 0, T, 2T, …), on a curvature batch:
-        (g_bar, H_bar, D) = grouped_summary(loss, θ, u_t)        (tinycurv.curvature.grouped)
-        eta_star = grouped_newton_step(g_bar, H_bar, D, lam_int)  (App. D, host-side solve)
-        eta      = eta_star                                       at the first update
-        eta      = lr_momentum · eta + (1 − lr_momentum) · eta_star   afterwards
-        rates    = lr · max(eta, 0)                                (frozen until the next update)
-
-    θ_s ← θ_s − rates_s · u_{t,s}                       every step, for every group s
-
-``lr`` is what the reference calls ``damping`` (a global factor on the computed rates);
-``lam_int`` its ``damping_int`` (the cubic regularisation of App. D). The smoothing is taken
-over the raw ``eta_star`` and the negative rates are removed after it (the reference's
-``maintain_true_lrs=True`` with ``remove_negative=True``). When the cubic solve fails,
-``grouped_newton_step`` warns and returns ``eta_star = 0``, which is smoothed in like any
-other value (the reference sets its lrs to 0 and runs the same smoothing).
-
-Plateau schedule (the caller's job)
------------------------------------
-Call ``opt.end_epoch(mean_loss)`` once at the end of every epoch with the epoch's mean training
-loss. When the loss has not improved by a relative ``plateau_threshold`` on the best so far for
-more than ``plateau_patience`` epochs, ``lr`` and the current rates are multiplied by
-``plateau_factor`` (the reference's ``ReduceDampingOnPlateau`` with ``apply_to='damping'``,
-which multiplies the groups' ``damping`` and ``lr``; after a reduction the best loss becomes
-the current one, as in its ``src/`` version). Nothing happens if ``end_epoch`` is never called.
-
-Curvature batch (``curvature_batch``)
--------------------------------------
-* ``None``: the summary is computed on the current training batch (simplest; no extra data);
-* ``(X_c, y_c)``: a fixed batch, used at every update;
-* an int m: m samples drawn without replacement from ``curvature_data=(X, y)`` at every update
-  by ``self.rng`` (a NumPy generator seeded by ``seed``; saved in ``state_dict()``);
-* ``"sampler"``: the paper's sampler (Algorithm 1: a curvature batch of B′ = T·B samples from a
-  separate sampler; T = ``update_every``, B the size of the current training batch). As in the
-  reference, a separate, non-shuffled pass over ``curvature_data=(X, y)`` that cycles: each
-  update takes the next B′ samples in order (``DataLoader(trainset, B′)`` without shuffling,
-  restarted when exhausted, so the last batch of a pass may be smaller). The position is
-  ``state["curvature_cursor"]``, saved in ``state_dict()``.
-
-The reference draws the curvature batch from that separate loader (1000 samples against
-training batches of 100 with T = 10 in ``run_mlp_mnist.sh``, i.e. B′ = T·B). The default stays
-the training batch because the sampler needs the training set, which the optimiser is not
-given otherwise; ``tinycurv reproduce grouped-newton-fig4`` compares the two.
-
-Defaults
---------
-The defaults are the reference's settings for its MNIST MLP (``run_mlp_mnist.sh``:
-``hg.damping=.1``, ``nesterov.damping_int=1.``, ``hg.momentum=.9``, ``hg.momentum_damp=.9``,
-``hg.mom_lrs=.5``, ``hg.period_hg=10``, ``remove_negative=True``, canonical partition) and the
-plateau settings of the task (factor 0.5, patience 0, relative threshold 1e-4; the reference's
-later ``run_mlp_mnist_hydra.sh`` uses factor 0.5, threshold 1e-4 and patience 2).
-
-Host transfers
---------------
-Only at an update: the S-sized summary (``g_bar``, ``H_bar``, ``D``) goes to the host for the
-solve (and ``taylor`` returns each ``D_s`` as a float). Between updates the rates are Python
-floats, so a step queues device work only (the base class still reads the loss).
-
-Invariance (Appendix E)
------------------------
-Under a per-group affine reparameterisation ``θ_s = α_s φ_s + β_s`` (α_s ≠ 0) the gradient and
-hence the momentum buffer transform as ``u^φ_s = α_s u^θ_s``; the summary along ``u^φ`` is the
-θ-summary along ``α_s² u^θ_s``, so ``eta^φ = diag(α²)⁻¹ eta^θ`` and the θ-space step
-``α_s · rates^φ_s · u^φ_s = rates^θ_s · u^θ_s`` is the same: the whole of Algorithm 1 (momentum,
-smoothing, ``max(·, 0)``, plateau schedule included) gives the same trajectory in θ-space.
+``lr`` is the reference's ``damping``, ``lam_int`` its ``damping_int``. ``end_epoch(loss)``
+runs the plateau schedule; ``curvature_batch`` picks the summary's batch (the paper's sampler:
+``"sampler"``). Host-side: the S-sized summary is solved on the host. Defaults, sampler,
+plateau schedule and the invariance of Appendix E: docs/grouped_newton.md.
 """
 
 from __future__ import annotations
