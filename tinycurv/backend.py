@@ -5,16 +5,12 @@ Every module of tinycurv does its array math through ``xp``::
     from tinycurv.backend import xp
     z = xp.tanh(a @ w.T)
 
-``xp`` forwards attribute access to the current array module, so switching the backend with
-``set_backend`` takes effect everywhere at once. The backend is chosen at import from the
-environment variable ``TINYCURV_BACKEND`` (``numpy`` by default); the default floating dtype is
-float64, because verification by finite differences needs it.
+``xp`` forwards attribute access to the current array module, so ``set_backend`` takes effect
+everywhere at once. The backend is chosen at import by ``TINYCURV_BACKEND`` (default
+``numpy``); the default dtype is float64, which verification by finite differences needs.
 
-This is the only module that imports NumPy for array math; the declared host-side helpers (data
-loading, checkpoints, plots, …) use NumPy for host arrays and are listed in
-``HOST_SIDE_MODULES``. Re-exported from their own modules: ``SavableGenerator``,
-``generator_state``, ``restore_generator`` (``tinycurv.random``) and ``retain_freed_memory``
-(``tinycurv.bench.memory``).
+This is the only module that imports NumPy for array math; the host-side helpers that may
+(data, checkpoints, plots, …) are listed in ``tinycurv.host_side.HOST_SIDE_MODULES``.
 """
 
 from __future__ import annotations
@@ -26,28 +22,10 @@ from typing import Any
 
 import numpy
 
+from tinycurv.host_side import HOST_SIDE_MODULES  # noqa: F401  (re-exported)
+
 BACKENDS = ("numpy", "cupy")
 DTYPES = ("float64", "float32")
-
-# The modules allowed to import NumPy, each host-side by design (its docstring says so); every
-# other module does its array math through ``xp``. ``tests/test_backend_guard.py`` enforces this
-# list; "pkg.*" admits a whole package (its ``__init__`` docstring says so).
-HOST_SIDE_MODULES = (
-    "tinycurv.backend",  # the backend itself: NumPy is one of the two array modules
-    "tinycurv.data",  # loaders and mini-batches return host NumPy arrays
-    "tinycurv.checkpoint",  # .npz files: everything is copied to the host first
-    "tinycurv.plotting",  # matplotlib on host data
-    "tinycurv.cli",  # argument parsing, printing, exit codes
-    "tinycurv.compare",  # data, clock, CSV and plots around whole training runs
-    "tinycurv.verify",  # seeded host problems for the numerical claims
-    "tinycurv.random",  # the seed (SeedSequence) and the replay log of a SavableGenerator
-    "tinycurv.nn.init",  # one host generator gives the same initial weights on every backend
-    "tinycurv.curvature.grouped_step",  # GroupedNewton's S-sized cubic solve (SciPy, host)
-    "tinycurv.optim.grouped_newton",  # the S-sized summary and curvature-batch indices on host
-    "tinycurv.bench.*",  # benchmarks: the clock, device syncs, host data, tables
-    "tinycurv.course.*",  # graders: seeded host cases, grading on the NumPy backend, CLI
-    "tinycurv.reproduce.*",  # reproductions: host data, the clock, CSV files, figures
-)
 
 _module: ModuleType = numpy
 _name: str = "numpy"
@@ -79,11 +57,8 @@ def _import_cupy() -> ModuleType:
 
 
 def set_backend(name: str) -> ModuleType:
-    """Switch the array backend to ``"numpy"`` or ``"cupy"`` and return its module.
-
-    Raises BackendError for an unknown name, or for ``"cupy"`` where CuPy or a GPU is missing
-    (the message says what to install or set).
-    """
+    """Switch the array backend to ``"numpy"`` or ``"cupy"`` and return its module; a
+    BackendError for an unknown name, or where CuPy or a GPU is missing (saying what to do)."""
     global _module, _name
     key = str(name).strip().lower()
     if key not in BACKENDS:
@@ -148,17 +123,9 @@ def is_array(x: Any) -> bool:
 
 
 def quiet_float_errors() -> Any:
-    """A context without NumPy's overflow/invalid/divide warnings (CuPy never warns on them).
-
-    For computations that run to the end on the device and are checked once afterwards (the
-    check, not a warning, decides what a non-finite value means).
-    """
+    """A context without NumPy's overflow/invalid/divide warnings (CuPy has none): for work
+    that runs to the end on the device and is checked once afterwards."""
     return numpy.errstate(all="ignore") if _name == "numpy" else contextlib.nullcontext()
-
-
-def default_rng(seed: Any = None) -> Any:
-    """A random generator of the current backend, seeded like ``numpy.random.default_rng``."""
-    return _module.random.default_rng(seed)
 
 
 class _ArrayModule:
@@ -177,4 +144,4 @@ set_backend(os.environ.get("TINYCURV_BACKEND", "numpy"))
 
 # re-exports (at the bottom: these modules import this one)
 from tinycurv.bench.memory import retain_freed_memory  # noqa: E402, F401
-from tinycurv.random import SavableGenerator, generator_state, restore_generator  # noqa: E402, F401
+from tinycurv.random import SavableGenerator, default_rng, generator_state, restore_generator  # noqa: E402, F401

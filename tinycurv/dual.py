@@ -16,9 +16,11 @@ tangents. Batched broadcasting, indexing and the fused matmul paths: docs/engine
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from tinycurv import plumbing
 from tinycurv.backend import xp
 
 Array = Any
@@ -72,9 +74,13 @@ class Dual:
 # ----------------------------------------------------------------------------- helpers
 
 
-def is_dual(x: Any) -> bool:
-    """Whether ``x`` is a dual number (at any nesting depth)."""
-    return isinstance(x, Dual)
+is_dual = lambda x: isinstance(x, Dual)  # x a dual number (at any nesting depth)?
+ndim = lambda x: getattr(x, "ndim", 0)  # dimensions of the value (0 for Python scalars)
+shape = lambda x: tuple(getattr(x, "shape", ()))  # shape of the value (() for Python scalars)
+is_batched = lambda x: ndim(x.tangent) == ndim(x.primal) + 1  # k directions in the tangent?
+_split = lambda x: (x.primal, x.tangent) if isinstance(x, Dual) else (x, None)
+# a + b, where None (the missing tangent of a constant) counts as zero
+_tsum = lambda a, b: b if a is None else a if b is None else add(a, b)
 
 
 def primal(x: Any) -> Any:
@@ -82,25 +88,6 @@ def primal(x: Any) -> Any:
     while isinstance(x, Dual):
         x = x.primal
     return x
-
-
-def ndim(x: Any) -> int:
-    """Number of dimensions of the value (0 for Python scalars)."""
-    return getattr(x, "ndim", 0)
-
-
-def shape(x: Any) -> tuple[int, ...]:
-    """Shape of the value (``()`` for Python scalars)."""
-    return tuple(getattr(x, "shape", ()))
-
-
-def is_batched(x: Dual) -> bool:
-    """Whether the dual's tangent carries a leading axis of several directions."""
-    return ndim(x.tangent) == ndim(x.primal) + 1
-
-
-def _split(x: Any) -> tuple[Any, Any]:
-    return (x.primal, x.tangent) if isinstance(x, Dual) else (x, None)
 
 
 def _align(x: Any, out_ndim: int) -> Any:
@@ -123,15 +110,7 @@ def _full(t: Any, like: Any, batched_k: int | None) -> Any:
 
 def _k(*xs: Any) -> int | None:
     """The number of directions of the batched duals among ``xs`` (None if none is batched)."""
-    for x in xs:
-        if isinstance(x, Dual) and is_batched(x):
-            return shape(x.tangent)[0]
-    return None
-
-
-def _tsum(a: Any, b: Any) -> Any:
-    """a + b, where None (the missing tangent of a constant) counts as zero."""
-    return b if a is None else a if b is None else add(a, b)
+    return next((shape(x.tangent)[0] for x in xs if is_dual(x) and is_batched(x)), None)
 
 
 def _axes(axis: Any, nd: int) -> tuple[int, ...]:
@@ -206,37 +185,13 @@ def matmul(x: Any, y: Any) -> Any:
     (xv, _), (yv, _) = _split(x), _split(y)
     out_ndim = max(ndim(xv), ndim(yv))
     dx, dy = _align(x, out_ndim), _align(y, out_ndim)
-    fused = _matmul_fused(xv, dx, yv, dy)
+    fused = plumbing.matmul_fused(xv, dx, yv, dy)  # the same rule, fewer BLAS calls
     if fused is not None:
         return fused
     p = matmul(xv, yv)
     if dx is None or dy is None:
         return Dual(p, matmul(dx, yv) if dy is None else matmul(xv, dy))
-    t, t2 = matmul(dx, yv), matmul(xv, dy)
-    if is_dual(t) or is_dual(t2) or shape(t) != shape(t2) or t.dtype != t2.dtype:
-        return Dual(p, add(t, t2))
-    t += t2  # both are fresh products: add in place, saving a temporary of the result's size
-    return Dual(p, t)
-
-
-def _matmul_fused(x: Any, dx: Any, y: Any, dy: Any) -> Dual | None:
-    """``matmul``'s result in fewer, larger BLAS calls for plain 2-D x, y (None: no fast path).
-
-    [dx x]·[y; dy] = dx·y + x·dy where copying costs less than the result (outer-product shapes,
-    as the weight gradient gᵀa of a small batch); else [x; dx]·y = [xy; dx·y] (docs/engine.md).
-    """
-    if dx is None or any(isinstance(v, Dual) for v in (x, dx, y)) or not ndim(x) == ndim(y) == 2:
-        return None
-    (m, n), q = shape(x), shape(y)[1]
-    if not isinstance(dy, Dual) and ndim(dx) == ndim(dy) == 2 and 2 * n * (m + q) < m * q:
-        return Dual(x @ y, xp.concatenate([dx, x], axis=1) @ xp.concatenate([y, dy], axis=0))
-    if ndim(dx) not in (2, 3) or x.dtype != dx.dtype:
-        return None
-    both = xp.concatenate([x, reshape(dx, (-1, n))], axis=0) @ y  # k directions: k·m more rows
-    p, t = both[:m], reshape(both[m:], shape(dx)[:-1] + (q,))
-    if dy is not None:
-        t += matmul(x, dy)  # t is a fresh product: add in place
-    return Dual(p, t)
+    return Dual(p, plumbing.add_fresh(matmul(dx, yv), matmul(xv, dy)))
 
 
 # ----------------------------------------------------------------------------- elementwise
@@ -285,14 +240,8 @@ def where(cond: Any, x: Any, y: Any) -> Any:
     return Dual(p, _full(t, p, _k(x, y)))
 
 
-def maximum(x: Any, y: Any) -> Any:
-    """Elementwise maximum; where x == y the derivative follows x."""
-    return where(primal(x) >= primal(y), x, y)
-
-
-def astype(x: Any, dtype: Any) -> Any:
-    """Cast the value (and its tangent) to ``dtype``."""
-    return x.astype(dtype) if hasattr(x, "astype") else x
+maximum = lambda x, y: where(primal(x) >= primal(y), x, y)  # at x == y the derivative follows x
+astype = lambda x, dtype: x.astype(dtype) if hasattr(x, "astype") else x  # value and tangent
 
 
 # ------------------------------------------------------------------------- reductions and shapes
@@ -309,9 +258,7 @@ def sum(x: Any, axis: Any = None, keepdims: bool = False) -> Any:  # noqa: A001
 
 def mean(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
     """Mean over ``axis`` (None: all axes)."""
-    count = 1
-    for a in _axes(axis, ndim(x)):
-        count *= shape(x)[a]
+    count = math.prod(shape(x)[a] for a in _axes(axis, ndim(x)))
     return mul(sum(x, axis, keepdims), 1.0 / count)
 
 
@@ -336,9 +283,8 @@ def transpose(x: Any, axes: Sequence[int] | None = None) -> Any:
 
 def swapaxes(x: Any, a: int, b: int) -> Any:
     """Swap two axes of the value."""
-    axes = list(range(ndim(x)))
-    axes[a], axes[b] = axes[b], axes[a]
-    return transpose(x, axes)
+    a, b = a % ndim(x), b % ndim(x)
+    return transpose(x, [b if i == a else a if i == b else i for i in range(ndim(x))])
 
 
 def broadcast_to(x: Any, new_shape: Sequence[int]) -> Any:
@@ -351,28 +297,8 @@ def broadcast_to(x: Any, new_shape: Sequence[int]) -> Any:
     return Dual(broadcast_to(x.primal, new_shape), broadcast_to(t, t_shape))
 
 
-def _index(idx: Any) -> tuple:
-    """``idx`` as a tuple of plain (non-dual) indices."""
-    return tuple(primal(i) for i in (idx if isinstance(idx, tuple) else (idx,)))
-
-
-def _k_first_works(idx: tuple) -> bool:
-    """Whether ``(slice(None),) + idx`` indexes a batched tangent as ``idx`` its value: unless
-    ``idx`` holds non-adjacent advanced indices, which NumPy moves in front of the k axis."""
-    picks = [i for i, j in enumerate(idx) if not (j is None or j is Ellipsis or type(j) is slice)]
-    if all(isinstance(idx[i], int) and not isinstance(idx[i], bool) for i in picks):
-        return True  # basic indexing only
-    return picks[-1] - picks[0] == len(picks) - 1
-
-
-def _k_index(idx: tuple) -> tuple:
-    """``idx`` for a tangent whose k axis was moved last (``...`` must not swallow that axis)."""
-    return idx + (slice(None),) if any(j is Ellipsis for j in idx) else idx
-
-
-# a batched tangent's k axis moved last, and back to the front
-_k_last = lambda t: transpose(t, tuple(range(1, ndim(t))) + (0,))
-_k_first = lambda t: transpose(t, (ndim(t) - 1,) + tuple(range(ndim(t) - 1)))
+# idx as a tuple of plain (non-dual) indices
+_index = lambda idx: tuple(primal(i) for i in (idx if isinstance(idx, tuple) else (idx,)))
 
 
 def getitem(x: Any, idx: Any) -> Any:
@@ -382,10 +308,13 @@ def getitem(x: Any, idx: Any) -> Any:
         return x[idx]
     if not is_batched(x):
         return Dual(getitem(x.primal, idx), getitem(x.tangent, idx))
-    if _k_first_works(idx):
+    if plumbing.k_first_works(idx):
         return Dual(getitem(x.primal, idx), getitem(x.tangent, (slice(None),) + idx))
     # non-adjacent advanced indices: index with the k axis last, where NumPy leaves it alone
-    return Dual(getitem(x.primal, idx), _k_first(getitem(_k_last(x.tangent), _k_index(idx))))
+    return Dual(
+        getitem(x.primal, idx),
+        plumbing.k_first(getitem(plumbing.k_last(x.tangent), plumbing.k_index(idx))),
+    )
 
 
 def index_add(target_shape: Sequence[int], idx: Any, y: Any) -> Any:
@@ -393,27 +322,16 @@ def index_add(target_shape: Sequence[int], idx: Any, y: Any) -> Any:
     idx, target_shape = _index(idx), tuple(target_shape)
     if not isinstance(y, Dual):
         z = xp.zeros(target_shape, dtype=y.dtype)
-        _add_at(z, idx, y)
+        plumbing.add_at(z, idx, y)
         return z
     p = index_add(target_shape, idx, y.primal)
     if not is_batched(y):
         return Dual(p, index_add(target_shape, idx, y.tangent))
     k = shape(y.tangent)[0]
-    if _k_first_works(idx):
+    if plumbing.k_first_works(idx):
         return Dual(p, index_add((k,) + target_shape, (slice(None),) + idx, y.tangent))
-    t = index_add(target_shape + (k,), _k_index(idx), _k_last(y.tangent))
-    return Dual(p, _k_first(t))
-
-
-def _add_at(z: Array, idx: tuple, y: Array) -> None:
-    if all(isinstance(i, slice | int) or i is Ellipsis or i is None for i in idx):
-        z[idx] += y  # basic indexing: no repeated positions
-    elif hasattr(xp, "add") and hasattr(xp.add, "at"):
-        xp.add.at(z, idx, y)
-    else:  # CuPy without ufunc.at
-        import cupyx
-
-        cupyx.scatter_add(z, idx, y)
+    t = index_add(target_shape + (k,), plumbing.k_index(idx), plumbing.k_last(y.tangent))
+    return Dual(p, plumbing.k_first(t))
 
 
 def pad(x: Any, widths: Sequence[tuple[int, int]]) -> Any:
@@ -445,6 +363,5 @@ def stop_gradient_max(x: Any, axis: Any = None, keepdims: bool = True) -> Array:
     return xp.max(primal(x), axis=axis, keepdims=keepdims)
 
 
-def tangent_of(x: Any, like: Any) -> Array:
-    """The tangent of ``x`` as a plain array shaped like ``like`` (zeros for constants)."""
-    return x.tangent if isinstance(x, Dual) else xp.zeros_like(primal(like))
+# the tangent of x as a plain array shaped like ``like`` (zeros for constants)
+tangent_of = lambda x, like: x.tangent if isinstance(x, Dual) else xp.zeros_like(primal(like))

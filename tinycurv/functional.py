@@ -1,11 +1,9 @@
 """The functional API: gradients, JVPs, Hessian-vector products and Taylor terms of a closure.
 
-``closure()`` takes no arguments and returns a scalar ``Tensor`` computed from ``params``, a list
-of floating tensors (typically ``model.parameters()``). Vectors are lists of backend arrays shaped
-like ``params`` (batched: ``(k,) + p.shape`` each). Results are plain backend arrays (0-d for
-scalars); no ``.grad`` is written. A parameter computed on the tape is differentiated as it
-stands, as by ``torch.autograd.grad`` (not through the computation that made it, which must not
-involve another of ``params``).
+``closure()`` returns a scalar ``Tensor`` computed from ``params`` (floating tensors, e.g.
+``model.parameters()``); vectors are lists of backend arrays shaped like ``params`` (batched:
+``(k,) + p.shape``); results are backend arrays (0-d for scalars) and no ``.grad`` is written.
+A non-leaf parameter is differentiated as it stands, as by ``torch.autograd.grad``.
 
 * ``grad``: reverse mode, one forward and one backward sweep.
 * ``jvp``: forward mode, the parameters' data become ``Dual(θ, v)``; one forward sweep.
@@ -23,59 +21,10 @@ from typing import Any
 
 from tinycurv import dual as D
 from tinycurv.backend import xp
-from tinycurv.tensor import Tensor, _own, no_grad, set_grad_enabled
+from tinycurv.plumbing import check_params, check_scalar, check_vectors, own
+from tinycurv.tensor import Tensor, no_grad, set_grad_enabled
 
 Closure = Callable[[], Tensor]
-
-
-def _check(params: Sequence[Tensor], vectors: Sequence[Any], what: str, batched: bool) -> int:
-    """Validate that ``vectors`` match ``params`` in number and shape; return k (or 0)."""
-    if len(params) != len(vectors):
-        raise ValueError(f"{what}: got {len(vectors)} arrays for {len(params)} parameters")
-    _check_params(params, what)
-    k = 0
-    for i, (p, v) in enumerate(zip(params, vectors, strict=True)):
-        vs = tuple(getattr(v, "shape", ()))
-        expected = p.shape
-        if batched:
-            k = k or (vs[0] if vs else -1)
-            expected = (k,) + p.shape
-        if vs != expected:
-            raise ValueError(
-                f"{what}: array {i} has shape {vs}, expected {expected} "
-                f"(parameter {i}{' ' + repr(p.name) if p.name else ''} has shape {p.shape})"
-            )
-    return k
-
-
-def _check_params(params: Sequence[Tensor], what: str) -> None:
-    """Refuse parameters whose derivatives would silently come out wrong: TypeError for a
-    non-floating one, ValueError for one given twice or computed from another of ``params``."""
-    ids: dict[int, int] = {}
-    for i, p in enumerate(params):
-        if id(p) in ids:
-            raise ValueError(f"{what}: params[{i}] is params[{ids[id(p)]}] (one tensor twice)")
-        ids[id(p)] = i
-    for i, p in enumerate(params):
-        dtype = p.dtype
-        if dtype.kind != "f":
-            kind = "integer " if dtype.kind in "iu" else ""
-            raise TypeError(
-                f"{what}: parameter {i} has {kind}dtype {dtype}; derivatives need floating "
-                "parameters (cast it, e.g. with .astype('float64'))"
-            )
-        stack, seen = list(p.parents), set()
-        while stack:  # the tape above a non-leaf parameter
-            q = stack.pop()
-            if id(q) in ids:
-                raise ValueError(
-                    f"{what}: params[{i}] was computed from params[{ids[id(q)]}] (its creator "
-                    f"is {type(p.creator).__name__}); differentiate with respect to the leaves "
-                    "only, or pass one of the two"
-                )
-            if id(q) not in seen:
-                seen.add(id(q))
-                stack.extend(q.parents)
 
 
 def _tangent(v: Any, p: Tensor) -> Any:
@@ -98,17 +47,8 @@ def _substituted(params: Sequence[Tensor], values: Sequence[Any]) -> Iterator[No
             p.data, p.grad, p.requires_grad, p.creator, p.parents = state
 
 
-def _scalar(out: Any, what: str) -> Tensor:
-    if not isinstance(out, Tensor):
-        raise TypeError(f"{what}: closure() must return a Tensor, got {type(out).__name__}")
-    if out.size != 1:
-        raise ValueError(f"{what}: closure() must return a scalar, got shape {out.shape}")
-    return out
-
-
 def value_and_grad(closure: Closure, params: Sequence[Tensor]) -> tuple[Any, list[Any]]:
-    """``(L(θ), ∇L(θ))``: a 0-d array and arrays shaped like ``params`` (zeros where L does
-    not depend on one)."""
+    """``(L(θ), ∇L(θ))``: a 0-d array and arrays like ``params`` (zeros where L ignores one)."""
     return _value_and_grad(closure, params, "value_and_grad")
 
 
@@ -118,9 +58,9 @@ def grad(closure: Closure, params: Sequence[Tensor]) -> list[Any]:
 
 
 def _value_and_grad(closure: Closure, params: Sequence[Tensor], what: str) -> tuple[Any, list]:
-    _check_params(params, what)
+    check_params(params, what)
     with _substituted(params, [p.data for p in params]):
-        out = _scalar(closure(), what)
+        out = check_scalar(closure(), what)
         out.backward(inputs=params)
         grads = [xp.zeros_like(p.data) if p.grad is None else p.grad for p in params]
     return xp.reshape(out.data, ()), grads
@@ -128,10 +68,10 @@ def _value_and_grad(closure: Closure, params: Sequence[Tensor], what: str) -> tu
 
 def jvp(closure: Closure, params: Sequence[Tensor], tangents: Sequence[Any]) -> tuple[Any, Any]:
     """``(L(θ), ∇L(θ)·v)``, 0-d arrays: one forward sweep on ``Dual(θ, v)``, no tape."""
-    _check(params, tangents, "jvp", batched=False)
+    check_vectors(params, tangents, "jvp", batched=False)
     duals = [D.Dual(p.data, _tangent(v, p)) for p, v in zip(params, tangents, strict=True)]
     with _substituted(params, duals), no_grad():
-        out = _scalar(closure(), "jvp").data
+        out = check_scalar(closure(), "jvp").data
     if not D.is_dual(out):  # the loss does not depend on params
         return xp.reshape(out, ()), xp.zeros((), dtype=D.primal(out).dtype)
     return xp.reshape(out.primal, ()), xp.reshape(out.tangent, ())
@@ -146,25 +86,20 @@ def value_grad_and_hvp(
     ``params``, or with ``batched=True`` like ``(k,) + p.shape``: k directions sharing one primal
     sweep. Returns a 0-d array, arrays shaped like ``params`` and arrays shaped like ``vectors``.
     """
-    k = _check(params, vectors, "hvp", batched)
+    k = check_vectors(params, vectors, "hvp", batched)
     duals = [D.Dual(p.data, _tangent(v, p)) for p, v in zip(params, vectors, strict=True)]
     with _substituted(params, duals):
-        out = _scalar(closure(), "hvp")
+        out = check_scalar(closure(), "hvp")
         out.backward(inputs=params)  # reverse mode on duals
         grads = [p.grad for p in params]
     value = xp.reshape(D.primal(out.data), ())
-    g_out, hv_out = [], []
-    owners: set[int] = set()  # every returned array is its own, writeable memory
+    g_out, hv_out, owners = [], [], set()  # every returned array is its own, writeable memory
     for p, g in zip(params, grads, strict=True):
-        dtype = D.primal(p.data).dtype
-        if g is None:  # the loss does not depend on this parameter
-            g = xp.zeros(p.shape, dtype=dtype)
-        if D.is_dual(g):
-            g_out.append(_own(g.primal, owners))
-            hv_out.append(_own(g.tangent, owners))  # the tangent of the gradient: H v
-        else:  # the gradient does not move along v
-            g_out.append(_own(g, owners))
-            hv_out.append(xp.zeros(((k,) if batched else ()) + p.shape, dtype=dtype))
+        if not D.is_dual(g):  # L does not depend on p (g is None), or ∇L does not move along v
+            dtype, hv_shape = D.primal(p.data).dtype, ((k,) if batched else ()) + p.shape
+            g = D.Dual(xp.zeros(p.shape, dtype) if g is None else g, xp.zeros(hv_shape, dtype))
+        g_out.append(own(g.primal, owners))
+        hv_out.append(own(g.tangent, owners))  # the tangent of the gradient: H v
     return value, g_out, hv_out
 
 
@@ -173,13 +108,6 @@ def hvp(
 ) -> list[Any]:
     """``H·v`` by forward-over-reverse, arrays shaped like ``vectors`` (``value_grad_and_hvp``)."""
     return value_grad_and_hvp(closure, params, vectors, batched)[2]
-
-
-def _lift(theta: Any, u: Any, order: int) -> Any:
-    """``θ + t·u`` as nested duals of depth ``order``: Dual(…Dual(Dual(θ, u), u)…, u)."""
-    for _ in range(order):
-        theta = D.Dual(theta, u)
-    return theta
 
 
 def _coefficient(x: Any, j: int, order: int) -> Any:
@@ -200,8 +128,13 @@ def taylor(
     nested duals of depth ``order`` (one forward sweep, 2^order components)."""
     if order < 0:
         raise ValueError(f"taylor: order must be ≥ 0, got {order}")
-    _check(params, direction, "taylor", batched=False)
-    lifted = [_lift(p.data, _tangent(u, p), order) for p, u in zip(params, direction, strict=True)]
+    check_vectors(params, direction, "taylor", batched=False)
+    us, lifted = (
+        [_tangent(u, p) for p, u in zip(params, direction, strict=True)],
+        [p.data for p in params],
+    )
+    for _ in range(order):  # θ + t·u as Dual(…Dual(Dual(θ, u), u)…, u)
+        lifted = [D.Dual(x, u) for x, u in zip(lifted, us, strict=True)]
     with _substituted(params, lifted), no_grad():
-        out = _scalar(closure(), "taylor").data
+        out = check_scalar(closure(), "taylor").data
     return [float(xp.reshape(_coefficient(out, j, order), ())) for j in range(order + 1)]

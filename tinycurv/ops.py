@@ -16,7 +16,9 @@ from __future__ import annotations
 from typing import Any
 
 from tinycurv import dual as D
-from tinycurv.backend import is_array, xp
+from tinycurv import plumbing
+from tinycurv.backend import xp
+from tinycurv.plumbing import on_backend
 from tinycurv.tensor import Function, Tensor, _data
 
 
@@ -198,11 +200,9 @@ class Sum(Function):
         return D.sum(x, axis=self.axis, keepdims=self.keepdims)
 
     def backward(self, gy):  # copy gy back along the summed axes
-        if not self.keepdims:
-            kept = list(self.shape)
-            for a in D._axes(self.axis, len(self.shape)):
-                kept[a] = 1
-            gy = D.reshape(gy, kept)
+        if not self.keepdims:  # the summed axes back, as length-1 axes
+            summed = D._axes(self.axis, len(self.shape))
+            gy = D.reshape(gy, [1 if a in summed else n for a, n in enumerate(self.shape)])
         return (D.broadcast_to(gy, self.shape),)
 
 
@@ -228,16 +228,14 @@ class Transpose(Function):
         return D.transpose(x, self.axes)
 
     def backward(self, gy):  # the inverse permutation
-        inverse = [0] * len(self.axes)
-        for i, a in enumerate(self.axes):
-            inverse[a] = i
-        return (D.transpose(gy, inverse),)
+        return (D.transpose(gy, [self.axes.index(a) for a in range(len(self.axes))]),)
 
 
 class GetItem(Function):
     def __init__(self, idx: Any):
-        # host index arrays go to the backend once, not on every forward and backward
-        self.idx = tuple(map(_on_backend, idx)) if isinstance(idx, tuple) else _on_backend(idx)
+        # tensors to arrays; host index arrays go to the backend once, not at every sweep
+        idx = tuple(map(_data, idx)) if isinstance(idx, tuple) else _data(idx)
+        self.idx = tuple(map(on_backend, idx)) if isinstance(idx, tuple) else on_backend(idx)
 
     def forward(self, x):
         self.shape = D.shape(x)
@@ -247,9 +245,10 @@ class GetItem(Function):
         return (D.index_add(self.shape, self.idx, gy),)
 
 
-def _on_backend(i: Any) -> Any:
-    """An index array (host or backend) as a backend array; slices, ints, None pass through."""
-    return xp.asarray(i) if is_array(i) else i
+def _logsumexp(x: Any, axis: int) -> Any:
+    """log Σ exp(x) along ``axis`` (kept), shifted by the constant max m: m + log Σ exp(x − m)."""
+    m = D.stop_gradient_max(x, axis=axis)
+    return D.add(D.log(D.sum(D.exp(D.sub(x, m)), axis=axis, keepdims=True)), m)
 
 
 class LogSumExp(Function):
@@ -259,9 +258,7 @@ class LogSumExp(Function):
         self.axis, self.keepdims = axis, keepdims
 
     def forward(self, x):
-        m = D.stop_gradient_max(x, axis=self.axis)
-        self.lse = D.add(D.log(D.sum(D.exp(D.sub(x, m)), axis=self.axis, keepdims=True)), m)
-        self.x = x
+        self.x, self.lse = x, _logsumexp(x, self.axis)
         return self.lse if self.keepdims else D.sum(self.lse, axis=self.axis)
 
     def backward(self, gy):  # ∂ lse / ∂x = softmax(x)
@@ -277,9 +274,7 @@ class LogSoftmax(Function):
         self.axis = axis
 
     def forward(self, x):
-        m = D.stop_gradient_max(x, axis=self.axis)
-        lse = D.add(D.log(D.sum(D.exp(D.sub(x, m)), axis=self.axis, keepdims=True)), m)
-        self.y = D.sub(x, lse)
+        self.y = D.sub(x, _logsumexp(x, self.axis))
         return self.y
 
     def backward(self, gy):  # gy − softmax · Σ gy
@@ -318,24 +313,15 @@ def pow(x: Any, c: float) -> Tensor:  # noqa: A001
 
 def matmul(x: Any, w: Any) -> Tensor:
     """x @ w. 1-D operands are treated as a row (left) or a column (right) vector."""
-    x = x if isinstance(x, Tensor) else Tensor(x)
-    w = w if isinstance(w, Tensor) else Tensor(w)
-    if x.ndim == 0 or w.ndim == 0:
-        raise ValueError("matmul: scalar operands are not allowed, use `*`")
-    if x.ndim == 1 or w.ndim == 1:
-        xr = reshape(x, (1, x.shape[0])) if x.ndim == 1 else x
-        wr = reshape(w, (w.shape[0], 1)) if w.ndim == 1 else w
-        out = MatMul.apply(xr, wr)
-        keep = out.shape[:-2] + (() if x.ndim == 1 else out.shape[-2:-1])
-        return reshape(out, keep + (() if w.ndim == 1 else out.shape[-1:]))
-    if x.shape[-1] != w.shape[-2]:
-        raise ValueError(f"matmul: shapes {x.shape} and {w.shape} do not align")
+    x, w = (v if isinstance(v, Tensor) else Tensor(v) for v in (x, w))
+    if x.ndim == 1 or w.ndim == 1:  # as a (1, n) or (n, 1) matrix, the added axis dropped after
+        return plumbing.matmul_vectors(x, w, lambda a, b: MatMul.apply(a, b), reshape)
+    plumbing.check_matmul(x.shape, w.shape)
     return MatMul.apply(x, w)
 
 
-def maximum(x: Any, y: Any) -> Tensor:
-    """Elementwise maximum; at ties the derivative follows ``x``."""
-    return where(D.primal(_data(x)) >= D.primal(_data(y)), x, y)
+# elementwise maximum; at ties the derivative follows x
+maximum = lambda x, y: where(D.primal(_data(x)) >= D.primal(_data(y)), x, y)
 
 
 def mean(x: Any, axis: Any = None, keepdims: bool = False) -> Tensor:
@@ -347,10 +333,7 @@ def mean(x: Any, axis: Any = None, keepdims: bool = False) -> Tensor:
     return mul(sum(x, axis=axis, keepdims=keepdims), 1.0 / count)
 
 
-def getitem(x: Any, idx: Any) -> Tensor:
-    """x[idx] (basic or advanced indexing)."""
-    idx = tuple(map(_data, idx)) if isinstance(idx, tuple) else _data(idx)
-    return GetItem.apply(x, idx=idx)
+getitem = lambda x, idx: GetItem.apply(x, idx=idx)  # x[idx] (basic or advanced indexing)
 
 
 def take(x: Any, indices: Any, axis: int = 0) -> Tensor:

@@ -21,7 +21,12 @@ from typing import Any
 
 import numpy
 
-from tinycurv.backend import BackendError, backend_name, default_rng
+from tinycurv.backend import BackendError, backend_name, get_backend
+
+
+def default_rng(seed: Any = None) -> Any:
+    """A random generator of the current backend, seeded like ``numpy.random.default_rng``."""
+    return get_backend().random.default_rng(seed)
 
 
 class SavableGenerator:

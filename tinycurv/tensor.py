@@ -18,7 +18,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from tinycurv import dual as D
-from tinycurv.backend import asarray, backend_name, get_default_dtype, is_array, is_host_array, xp
+from tinycurv.backend import get_default_dtype, xp
+from tinycurv.plumbing import own, seed_cotangent, tensor_data
 
 _grad_enabled = True
 
@@ -65,9 +66,7 @@ class Function:
         out = Tensor(fn.forward(*(t.data for t in tensors)))
         if _grad_enabled and any(t.requires_grad for t in tensors):
             fn.needs_grad = tuple(t.requires_grad for t in tensors)
-            out.requires_grad = True
-            out.creator = fn
-            out.parents = tensors
+            out.requires_grad, out.creator, out.parents = True, fn, tensors
         return out
 
 
@@ -85,15 +84,7 @@ class Tensor:
     def __init__(self, data: Any, requires_grad: bool = False, name: str | None = None) -> None:
         if isinstance(data, Tensor):
             data = data.data
-        if not (D.is_dual(data) or is_array(data) or isinstance(data, float | int)):
-            data = asarray(data, dtype=getattr(data, "dtype", None))  # NumPy scalars keep dtype
-        elif isinstance(data, int | float) and requires_grad:
-            data = asarray(float(data), dtype=get_default_dtype())
-        elif backend_name() == "cupy" and is_host_array(data):
-            # a NumPy array given on the CuPy backend (data, targets, tests) moves to the GPU,
-            # dtype kept; on the NumPy backend this check is one call and one comparison
-            data = xp.asarray(data)
-        self.data = data
+        self.data = tensor_data(data, requires_grad)
         self.requires_grad = requires_grad
         self.grad: Any = None
         self.creator: Function | None = None
@@ -134,15 +125,7 @@ class Tensor:
     def backward(self, grad: Any = None, inputs: Any = None) -> None:
         """Back-propagate ``grad`` (shaped like this tensor; default 1 for a one-element one);
         the leaves reached (only those in ``inputs``, if given) accumulate it in ``.grad``."""
-        if grad is None:
-            if self.size != 1:
-                raise ValueError(
-                    f"backward() needs `grad` for a non-scalar tensor of shape {self.shape}"
-                )
-            grad = xp.ones(self.shape, dtype=self.dtype)
-        elif D.shape(grad) != self.shape:
-            raise ValueError(f"backward(): grad has shape {D.shape(grad)}, the tensor {self.shape}")
-        grads = {id(self): grad}
+        grads = {id(self): seed_cotangent(self, grad)}  # ones for a one-element tensor
         owners: set[int] = set()  # memory already handed to a leaf in this sweep
         chosen = None if inputs is None else {id(t) for t in inputs}
         for node in reversed(_topological_order(self)):
@@ -152,7 +135,7 @@ class Tensor:
             if node.creator is None:  # a leaf
                 if chosen is not None and id(node) not in chosen:
                     continue
-                node.grad = _own(gy, owners) if node.grad is None else D.add(node.grad, gy)
+                node.grad = own(gy, owners) if node.grad is None else D.add(node.grad, gy)
                 continue
             for parent, gx in zip(node.parents, node.creator.backward(gy), strict=True):
                 if gx is not None and parent.requires_grad:
@@ -197,47 +180,22 @@ class Tensor:
         return ops.transpose(self, axes or None)
 
 
-def _data(x: Any) -> Any:
-    return x.data if isinstance(x, Tensor) else x
-
-
-def _own(g: Any, owners: set[int]) -> Any:
-    """``g``, or a copy of it if it is read-only or shares memory with another leaf's gradient.
-
-    Backward rules may pass one cotangent to several inputs or return broadcast views; a leaf's
-    ``.grad`` must be its own writeable array (as in PyTorch).
-    """
-    if D.is_dual(g) or not hasattr(g, "flags"):
-        return g
-    root = g
-    while getattr(root, "base", None) is not None:
-        root = root.base
-    # CuPy has no `writeable` flag and its broadcast views are writeable: a zero stride marks them
-    writeable = getattr(g.flags, "writeable", None)
-    if writeable is None:
-        writeable = 0 not in g.strides
-    if not writeable or id(root) in owners:
-        g = g.copy()
-        root = g
-    owners.add(id(root))
-    return g
+_data = lambda x: x.data if isinstance(x, Tensor) else x  # the array of a tensor or constant
 
 
 def _topological_order(root: Tensor) -> list[Tensor]:
     """Nodes reachable from ``root``, each after all of its parents (iterative DFS)."""
     order: list[Tensor] = []
     seen: set[int] = set()
-    stack: list[tuple[Tensor, bool]] = [(root, False)]
+    stack: list[tuple[Tensor, bool]] = [(root, False)]  # (node, its parents already pushed)
     while stack:
         node, expanded = stack.pop()
         if expanded:
             order.append(node)
-            continue
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        stack.append((node, True))
-        stack.extend((p, False) for p in node.parents if p.requires_grad and id(p) not in seen)
+        elif id(node) not in seen:
+            seen.add(id(node))
+            stack.append((node, True))
+            stack.extend((p, False) for p in node.parents if p.requires_grad and id(p) not in seen)
     return order
 
 

@@ -69,7 +69,7 @@ class Mutation:
             return "optim"
         if self.file.startswith("tinycurv/nn/"):
             return "layers"
-        if self.file in ("tinycurv/ops.py", "tinycurv/dual.py"):
+        if self.file in ("tinycurv/ops.py", "tinycurv/dual.py", "tinycurv/plumbing.py"):
             return "engine"
         return "math"
 
@@ -320,18 +320,18 @@ MUTATIONS: list[Mutation] = [
     M("dual-sigmoid-value", "tinycurv/dual.py",
       "return 0.5 * (1.0 + xp.tanh(0.5 * x))", "return 0.5 * (1.0 + xp.tanh(x))",
       "σ(x) computed as (1 + tanh x)/2", ENGINE + LAYERS),
-    M("dual-matmul-stacked", "tinycurv/dual.py",
+    M("dual-matmul-stacked", "tinycurv/plumbing.py",
       "@ xp.concatenate([y, dy], axis=0)", "@ xp.concatenate([dy, y], axis=0)",
       "forward mode: stacked product dx·dy + x·y", ENGINE + FUNCTIONAL),
-    M("dual-matmul-rows", "tinycurv/dual.py",
+    M("dual-matmul-rows", "tinycurv/plumbing.py",
       "t += matmul(x, dy)  # t is a fresh product", "t -= matmul(x, dy)  # t is a fresh product",
       "forward mode: stacked-rows product dx·y − x·dy", ENGINE + FUNCTIONAL),
     M("dual-sum-batched", "tinycurv/dual.py",
       "t_axes = tuple(a + 1 for a in axes) if is_batched(x) else axes",
       "t_axes = tuple(a for a in axes) if is_batched(x) else axes",
       "batched forward mode: sum over the wrong tangent axes", ENGINE + FUNCTIONAL),
-    M("dual-matmul-general", "tinycurv/dual.py",
-      "t += t2  # both are fresh products", "t -= t2  # both are fresh products",
+    M("dual-matmul-general", "tinycurv/plumbing.py",
+      "    t += t2\n    return t", "    t -= t2\n    return t",
       "forward mode (batched/3-D): d(xy) = dx·y − x·dy", ENGINE + FUNCTIONAL),
     M("dual-where", "tinycurv/dual.py",
       "t = where(cond, zero if tx is None else tx, zero if ty is None else ty)",
