@@ -3,6 +3,7 @@
 Math as pure functions; the optimisers in ``tinycurv.optim`` call the same functions.
 """
 
+from tinycurv.curvature.damping import reduction_ratio
 from tinycurv.curvature.dense import fisher, flatten, ggn, ggn_vp, hessian, unflatten
 from tinycurv.curvature.estimators import (
     Estimate,
@@ -48,6 +49,7 @@ __all__ = [
     "kfac_eigen",
     "levenberg_marquardt",
     "qmodel_coefficients",
+    "reduction_ratio",
     "CGResult",
     "Estimate",
     "GGNOperator",

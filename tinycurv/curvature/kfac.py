@@ -20,6 +20,7 @@ import math
 from typing import Any
 
 from tinycurv.backend import xp
+from tinycurv.curvature.damping import levenberg_marquardt  # noqa: F401  (M&G §6.5; re-exported)
 from tinycurv.curvature.linalg import cho_apply, cho_factor
 from tinycurv.curvature.statistics import (
     MODES,
@@ -303,19 +304,3 @@ def qmodel_coefficients(
     alpha = xp.where(ok, (-b1 * m22 + b2 * m12) / safe, alpha_only)
     mu = xp.where(ok, (-b2 * m11 + b1 * m12) / safe, 0.0)
     return alpha, mu, 0.5 * (alpha * b1 + mu * b2)
-
-
-def levenberg_marquardt(damping: Any, rho: Any, omega: float) -> Any:
-    """M&G 2015 §6.5: ``λ ← ωλ`` if ρ > ¾, ``λ ← λ/ω`` if ρ < ¼, else λ (ω = (19/20)^T₁ < 1).
-
-    ρ = (h(θ + δ) − h(θ)) / (M(δ) − M(0)), the reduction ratio; a NaN ρ raises λ. Python
-    numbers give a float; arrays (device λ, ρ) give an array, by ``xp.where`` (no transfer).
-    """
-    if isinstance(damping, int | float) and isinstance(rho, int | float):
-        if rho > 0.75:
-            return omega * damping
-        if rho < 0.25 or rho != rho:
-            return damping / omega
-        return float(damping)
-    up = (rho < 0.25) | xp.isnan(rho)
-    return xp.where(rho > 0.75, omega * damping, xp.where(up, damping / omega, damping))

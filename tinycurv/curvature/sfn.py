@@ -26,6 +26,8 @@ from fractions import Fraction
 from typing import Any
 
 from tinycurv.backend import asnumpy, default_rng, quiet_float_errors, xp
+from tinycurv.curvature import damping as damping_rule
+from tinycurv.curvature.damping import reduction_ratio  # noqa: F401  (ρ of (8); re-exported)
 
 Vector = list[Any]
 HVPFn = Callable[[Vector], Vector]
@@ -527,32 +529,12 @@ def subspace_minimiser(
     return [alpha, mu], -0.5 * (beta1 * z1 + beta2 * z2)
 
 
-def reduction_ratio(new_loss: float, loss: float, change: float) -> float:
-    """ρ of (8): ``(L(θ − δ) − L(θ)) / (M(δ) − M(0))``; NaN when the model change is 0."""
-    return (new_loss - loss) / change if change != 0 else math.nan
-
-
 def levenberg_marquardt(
     damping: float, rho: float, decay: float, min_damping: float = 0.0
 ) -> float:
-    """The damping rule of (8): ``ωλ`` if ρ > ¾, ``λ/ω`` if ρ < ¼, else λ; at least ``min_damping``.
-
-    Parameters
-    ----------
-    damping : float
-        λ.
-    rho : float
-        The reduction ratio (NaN leaves λ as it is).
-    decay : float
-        ω in (0, 1).
-    min_damping : float
-        The floor (the reference clips at 1e-8).
-    """
-    if rho > 0.75:
-        damping = decay * damping
-    elif rho < 0.25:
-        damping = damping / decay
-    return max(damping, min_damping)
+    """The damping rule of (8), ``curvature.damping.levenberg_marquardt`` with ω = ``decay``, a
+    floor ``min_damping`` (the reference clips at 1e-8) and a NaN ρ leaving λ as it is."""
+    return damping_rule.levenberg_marquardt(damping, rho, decay, min_damping, nan_raises=False)
 
 
 # --------------------------------------------------------------------------------------------

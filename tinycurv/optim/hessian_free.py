@@ -27,6 +27,7 @@ import math
 from typing import Any
 
 from tinycurv.backend import xp
+from tinycurv.curvature import damping as damping_rule
 from tinycurv.curvature.matrix_free import GGNOperator, conjugate_gradient
 from tinycurv.dual import primal
 from tinycurv.optim.base import Hyperparameter, NonFiniteError, Optimizer, flag, integer, number
@@ -42,12 +43,9 @@ def levenberg_marquardt(
     boost: float = 3 / 2,
     min_damping: float = 0.0,
 ) -> float:
-    """Martens' (2010, §4.1) rule: ``λ·boost`` if ρ < ¼ (or NaN), ``λ·drop`` if ρ > ¾, else λ."""
-    if not rho >= 0.25:  # also NaN: the model predicted no decrease, or the loss is not finite
-        damping = damping * boost
-    elif rho > 0.75:
-        damping = damping * drop
-    return max(damping, min_damping)
+    """Martens' (2010, §4.1) constants for ``curvature.damping.levenberg_marquardt``: ``λ·boost``
+    if ρ < ¼ (or NaN), ``λ·drop`` if ρ > ¾, else λ."""
+    return damping_rule.levenberg_marquardt(damping, rho, drop, min_damping, boost=boost)
 
 
 def backtracking_grid(gamma: float, max_iter: int) -> list[int]:
@@ -235,7 +233,7 @@ class HessianFree(Optimizer):
         """``ρ = (L(θ − p) − L(θ)) / (M(p) − M(0))``; NaN if the model predicts no decrease."""
         if not (model_change < 0 and math.isfinite(new_loss)):
             return math.nan
-        return (new_loss - old_loss) / model_change
+        return damping_rule.reduction_ratio(new_loss, old_loss, model_change)
 
     def _step_size(
         self, closure: Any, theta: Vector, p: Vector, old_loss: float, new_loss: float, gp: float

@@ -28,6 +28,7 @@ from typing import Any
 
 import tinycurv.curvature as curvature
 from tinycurv.backend import xp
+from tinycurv.curvature import damping as damping_rule
 from tinycurv.curvature import kfac as kfac_math
 from tinycurv.curvature.linalg import check_factors, cho_factor
 from tinycurv.curvature.statistics import MODES, curvature_layers, homogeneous, layer_statistics
@@ -281,12 +282,12 @@ class KFAC(Optimizer):
         """
         with no_grad():
             new_loss = self.loss_fn(self.model(x), y).data
-        rho = xp.reshape((new_loss - loss) / value, (1,))
+        rho = xp.reshape(damping_rule.reduction_ratio(new_loss, loss, value), (1,))
         omega = (19.0 / 20.0) ** self.adapt_every
         lam = self._damping()
         if isinstance(lam, float):
             lam = xp.full((1,), lam, dtype=rho.dtype)
-        lam = kfac_math.levenberg_marquardt(lam, rho, omega)
+        lam = damping_rule.levenberg_marquardt(lam, rho, omega)
         st = self.state
         history = st.get("damping_history")
         st["damping"], st["reduction_ratio"] = lam, rho
