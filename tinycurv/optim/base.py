@@ -26,6 +26,7 @@ import numbers
 import warnings
 from typing import Any
 
+import tinycurv.curvature as curvature
 from tinycurv import dual as D
 from tinycurv.backend import (
     SavableGenerator,
@@ -378,6 +379,28 @@ def check_choice(owner: str, name: str, value: Any, choices: tuple) -> Any:
     if not any(value is c or (type(value) is type(c) and value == c) for c in choices):
         raise ValueError(f"{owner}: {name} must be one of {choices}, got {value!r}")
     return value
+
+
+class PureFunctions:
+    """The pure functions of a ``tinycurv.curvature`` module, looked up at every call.
+
+    ``math.f`` is ``module.f`` unless only its re-export ``tinycurv.curvature.f`` was replaced:
+    so replacing either name (a test breaking a pure function on purpose, an experiment with
+    another direction) changes every optimiser that calls it.
+    """
+
+    def __init__(self, module: Any) -> None:
+        self._module = module
+
+    def __getattr__(self, name: str) -> Any:
+        fn = getattr(self._module, name)
+        if fn is _DEFINED.get(name, fn):  # the module's own: the re-export may be replaced
+            return getattr(curvature, name, fn)
+        return fn
+
+
+#: ``tinycurv.curvature``'s names as defined, before any replacement (see ``PureFunctions``).
+_DEFINED = {name: getattr(curvature, name) for name in dir(curvature) if not name.startswith("_")}
 
 
 def make_generator(seed: Any, rng: Any) -> Any:

@@ -21,9 +21,11 @@ from typing import Any
 
 from tinycurv.backend import xp
 from tinycurv.curvature import dense
-from tinycurv.curvature import sfn as sfn_math
-from tinycurv.optim.base import Hyperparameter, NonFiniteError, integer
+from tinycurv.curvature import sfn as sfn_module
+from tinycurv.optim.base import Hyperparameter, NonFiniteError, PureFunctions, integer
 from tinycurv.optim.sfn import SaddleFreeOptimizer
+
+sfn_math = PureFunctions(sfn_module)  # the pure functions, looked up at every call
 
 Vector = list[Any]
 

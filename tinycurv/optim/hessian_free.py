@@ -27,11 +27,21 @@ import math
 from typing import Any
 
 from tinycurv.backend import xp
-from tinycurv.curvature import damping as damping_rule
+from tinycurv.curvature import damping as damping_module
 from tinycurv.curvature.matrix_free import GGNOperator, conjugate_gradient
 from tinycurv.dual import primal
-from tinycurv.optim.base import Hyperparameter, NonFiniteError, Optimizer, flag, integer, number
+from tinycurv.optim.base import (
+    Hyperparameter,
+    NonFiniteError,
+    Optimizer,
+    PureFunctions,
+    flag,
+    integer,
+    number,
+)
 from tinycurv.tensor import no_grad
+
+damping_rule = PureFunctions(damping_module)  # looked up at every call
 
 Vector = list[Any]
 

@@ -20,18 +20,27 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from tinycurv import curvature
 from tinycurv.backend import xp
-from tinycurv.curvature import isaac as isaac_math
+from tinycurv.curvature import isaac as isaac_module
 from tinycurv.curvature.kfac import MODES, curvature_layers, layer_statistics
 from tinycurv.optim.adam import adam_steps
-from tinycurv.optim.base import Hyperparameter, Optimizer, choice, integer, make_generator, number
+from tinycurv.optim.base import (
+    Hyperparameter,
+    Optimizer,
+    PureFunctions,
+    choice,
+    integer,
+    make_generator,
+    number,
+)
 from tinycurv.optim.sgd import _check_nonnegative, _with_weight_decay, momentum_directions
 
 __all__ = ["BASES", "ISAAC", "LAYER_CHOICES", "HyperparameterError"]
+
+isaac_math = PureFunctions(isaac_module)  # zeta, zeta_star looked up at every call
 
 LAYER_CHOICES = ("all", "first", "last")
 #: The base rules and their hyperparameters with defaults (PyTorch's SGD and Adam).
@@ -183,9 +192,9 @@ class ISAAC(Optimizer):
                 directions[iw] = xp.zeros_like(layer.weight.data)
                 continue
             if finite_g:
-                zeta = _pure("zeta")(g, a, s.g_bar[i], lam_g, lam_a)  # eq. 20, (m, n)
+                zeta = isaac_math.zeta(g, a, s.g_bar[i], lam_g, lam_a)  # eq. 20, (m, n)
             else:
-                zeta = _pure("zeta_star")(g, a, lam_a)  # eq. 21, (m, n)
+                zeta = isaac_math.zeta_star(g, a, lam_a)  # eq. 21, (m, n)
             directions[iw] = xp.reshape(zeta, layer.weight.shape)
             s.a[i] = s.g[i] = None  # let the layer's records go as soon as they are used
         loss = s.loss
@@ -212,21 +221,6 @@ class ISAAC(Optimizer):
 # ------------------------------------------------------------------------------------------------
 # helpers
 # ------------------------------------------------------------------------------------------------
-#: The pure functions as ``tinycurv.curvature.isaac`` defines them (see ``_pure``).
-_DEFINED = {"zeta": isaac_math.zeta, "zeta_star": isaac_math.zeta_star}
-
-
-def _pure(name: str) -> Callable[..., Any]:
-    """The pure function ``name`` (``"zeta"``, ``"zeta_star"``), looked up at every call.
-
-    ``tinycurv.curvature.isaac.<name>``, unless only the re-export ``tinycurv.curvature.<name>``
-    (the same function object) was rebound: so replacing either name (a test's monkeypatch, an
-    experiment with another direction) changes the optimiser's step.
-    """
-    fn = getattr(isaac_math, name)
-    return fn if fn is not _DEFINED[name] else getattr(curvature, name)
-
-
 def _has_bias(layer: Any) -> bool:
     bias = getattr(layer, "bias", None)
     return bias is not None and bool(bias.requires_grad)

@@ -11,9 +11,9 @@ The damped factors are Cholesky-factored (or inverted via ``eigh``) every ``inv_
 and kept in ``state``; ``kfac_direction`` receives them as ``factors=``/``inverses=``, and the
 rank-b form ``g=, a=`` (∇ = gᵀã) when that is cheaper. Parameters of no such layer take the
 plain gradient. A damped factor that is not positive definite skips the step with a warning
-(``on_failure="skip"``) or raises ``LinAlgError`` (``"raise"``). ``kfac_direction`` is looked up
-at every call, so a replaced ``tinycurv.curvature.kfac.kfac_direction`` (or its re-export
-``tinycurv.curvature.kfac_direction``) changes the step. Details, costs: docs/kfac.md.
+(``on_failure="skip"``) or raises ``LinAlgError`` (``"raise"``). The pure functions are looked up
+at every call (``optim.base.PureFunctions``): a replaced ``tinycurv.curvature.kfac.<f>`` or
+``tinycurv.curvature.<f>`` changes the step. Details, costs: docs/kfac.md.
 
 Options beyond M&G's plain step (docs/kfac.md §9–§14): ``damping_mode="exact"`` ((G ⊗ A + λI)⁻¹
 from the eigendecompositions), ``kl_clip`` (Ba et al. 2017), ``step_rule="qmodel"`` (α, μ from
@@ -26,10 +26,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import tinycurv.curvature as curvature
 from tinycurv.backend import xp
-from tinycurv.curvature import damping as damping_rule
-from tinycurv.curvature import kfac as kfac_math
+from tinycurv.curvature import damping as damping_module
+from tinycurv.curvature import dense as dense_module
+from tinycurv.curvature import kfac as kfac_module
 from tinycurv.curvature.linalg import check_factors, cho_factor
 from tinycurv.curvature.statistics import MODES, curvature_layers, homogeneous, layer_statistics
 from tinycurv.nn.layers import Linear
@@ -37,6 +37,7 @@ from tinycurv.optim.base import (
     Hyperparameter,
     NonFiniteError,
     Optimizer,
+    PureFunctions,
     SkipStep,
     check_range,
     choice,
@@ -50,20 +51,17 @@ from tinycurv.tensor import no_grad
 
 __all__ = ["KFAC"]
 
+# the pure functions, looked up at every call (a replaced one changes the step)
+kfac_math, damping_math = PureFunctions(kfac_module), PureFunctions(damping_module)
+dense_math = PureFunctions(dense_module)
+
 SOLVERS = ("cholesky", "eigen")
 STEP_RULES = ("fixed", "qmodel")
-_PURE_DIRECTION = kfac_math.kfac_direction  # to tell which of its two names was replaced
 
 
 def _optional_positive(owner: str, name: str, value: Any) -> float | None:
     """A ``Hyperparameter`` kind: None (off) or a number > 0."""
     return None if value is None else check_range(owner, name, value, low_open=True)
-
-
-def _kfac_direction() -> Any:
-    """The current ``kfac_direction``: the re-export if only it was replaced, else the module's."""
-    exported = curvature.kfac_direction
-    return exported if exported is not _PURE_DIRECTION else kfac_math.kfac_direction
 
 
 class KFAC(Optimizer):
@@ -258,7 +256,7 @@ class KFAC(Optimizer):
                 directions = momentum_directions(st, directions, self.momentum, nesterov=False)
             vectors = [[-self.lr * d for d in directions]]
         stacked = [xp.stack([v[i] for v in vectors]) for i in range(len(shapes))]
-        products = curvature.ggn_vp(self.model, self.loss_fn, x, y, stacked, batched=True)
+        products = dense_math.ggn_vp(self.model, self.loss_fn, x, y, stacked, batched=True)
         flat = [_flat([P[k] for P in products]) for k in range(len(vectors))]
         if self.step_rule == "qmodel":
             prev_flat = None if prev is None else _flat(prev)
@@ -282,12 +280,12 @@ class KFAC(Optimizer):
         """
         with no_grad():
             new_loss = self.loss_fn(self.model(x), y).data
-        rho = xp.reshape(damping_rule.reduction_ratio(new_loss, loss, value), (1,))
+        rho = xp.reshape(damping_math.reduction_ratio(new_loss, loss, value), (1,))
         omega = (19.0 / 20.0) ** self.adapt_every
         lam = self._damping()
         if isinstance(lam, float):
             lam = xp.full((1,), lam, dtype=rho.dtype)
-        lam = damping_rule.levenberg_marquardt(lam, rho, omega)
+        lam = damping_math.levenberg_marquardt(lam, rho, omega)
         st = self.state
         history = st.get("damping_history")
         st["damping"], st["reduction_ratio"] = lam, rho
@@ -404,7 +402,7 @@ class KFAC(Optimizer):
         st = self.state
         grads = _with_weight_decay(s.grads, self.params, self.weight_decay)
         directions = list(grads)
-        direction = _kfac_direction()
+        direction = kfac_math.kfac_direction
         lam = self._damping()
         for j, i in enumerate(keep):
             layer = s.layers[i]

@@ -25,18 +25,21 @@ from typing import Any
 
 from tinycurv import dual as D
 from tinycurv.backend import asnumpy, xp
-from tinycurv.curvature import sfn as sfn_math
+from tinycurv.curvature import sfn as sfn_module
 from tinycurv.functional import hvp, value_and_grad
 from tinycurv.optim.base import (
     Hyperparameter,
     NonFiniteError,
     Optimizer,
+    PureFunctions,
     SkipStep,
     flag,
     integer,
     number,
 )
 from tinycurv.tensor import no_grad
+
+sfn_math = PureFunctions(sfn_module)  # the pure functions, looked up at every call
 
 Vector = list[Any]
 
