@@ -38,10 +38,12 @@ ROOT = Path(__file__).resolve().parents[1]
 # test files by area (relative to the repository root)
 ENGINE = ["tests/test_engine_primitives.py", "tests/test_engine_properties.py"]
 FUNCTIONAL = ["tests/test_functional.py"]
+DAMPING = ["tests/test_damping.py"]
 LAYERS = ["tests/test_nn_layers.py", "tests/test_cnn_everything.py"]
 LOSSES = ["tests/test_losses.py"]
 DENSE = ["tests/test_curvature_dense.py"]
 KFAC = ["tests/test_kfac.py", "tests/test_kfac_step.py"]
+KFAC_FAMILY = ["tests/test_kfac_family.py"]
 ISAAC_MATH = ["tests/test_isaac_math.py"]
 ISAAC_OPTIM = ["tests/test_isaac_optim.py"]
 GN = ["tests/test_grouped_newton.py"]
@@ -324,7 +326,8 @@ MUTATIONS: list[Mutation] = [
       "@ xp.concatenate([y, dy], axis=0)", "@ xp.concatenate([dy, y], axis=0)",
       "forward mode: stacked product dx·dy + x·y", ENGINE + FUNCTIONAL),
     M("dual-matmul-rows", "tinycurv/plumbing.py",
-      "t += matmul(x, dy)  # t is a fresh product", "t -= matmul(x, dy)  # t is a fresh product",
+      "t += D.matmul(x, dy)  # t is a fresh product",
+      "t -= D.matmul(x, dy)  # t is a fresh product",
       "forward mode: stacked-rows product dx·y − x·dy", ENGINE + FUNCTIONAL),
     M("dual-sum-batched", "tinycurv/dual.py",
       "t_axes = tuple(a + 1 for a in axes) if is_batched(x) else axes",
@@ -398,8 +401,8 @@ MUTATIONS: list[Mutation] = [
       "directions = list(directions)",
       "ISAAC ignores weight decay", ISAAC_OPTIM),
     M("isaac-swap-dampings", "tinycurv/optim/isaac.py",
-      '_pure("zeta")(g, a, s.g_bar[i], lam_g, lam_a)',
-      '_pure("zeta")(g, a, s.g_bar[i], lam_a, lam_g)',
+      "isaac_math.zeta(g, a, s.g_bar[i], lam_g, lam_a)",
+      "isaac_math.zeta(g, a, s.g_bar[i], lam_a, lam_g)",
       "ISAAC passes λ_a and λ_g swapped", ISAAC_OPTIM),
     M("isaac-adam-no-correction", "tinycurv/optim/isaac.py",
       "self.apply_update(steps, scale=step_size)", "self.apply_update(steps, scale=self.lr)",
@@ -423,12 +426,17 @@ MUTATIONS: list[Mutation] = [
       'self.state["rates"] = [factor * r for r in self.state["rates"]]',
       'self.state["rates"] = [r for r in self.state["rates"]]',
       "GroupedNewton plateau: lr halved but the current rates kept", GN),
-    M("sfn-lm-threshold", "tinycurv/curvature/sfn.py",
-      "elif rho < 0.25:", "elif rho < 0.1:",
-      "Levenberg–Marquardt: λ raised only below ρ = 0.1", SFN_OPTIM + SFN_MATH),
-    M("sfn-lm-decay", "tinycurv/curvature/sfn.py",
-      "damping = decay * damping", "damping = damping / decay",
-      "Levenberg–Marquardt: λ raised when the model is good (ρ > ¾)", SFN_OPTIM + SFN_MATH),
+    M("lm-threshold", "tinycurv/curvature/damping.py",
+      "elif rho < 0.25 or", "elif rho < 0.1 or",
+      "Levenberg–Marquardt (shared): λ raised only below ρ = 0.1", SFN_OPTIM + SFN_MATH + DAMPING),
+    M("lm-decay", "tinycurv/curvature/damping.py",
+      "damping = omega * damping", "damping = damping / omega",
+      "Levenberg–Marquardt (shared): λ raised when the model is good (ρ > ¾)",
+      SFN_OPTIM + SFN_MATH + DAMPING),
+    M("lm-array-decay", "tinycurv/curvature/damping.py",
+      "xp.where(rho > 0.75, omega * damping,", "xp.where(rho > 0.75, damping / omega,",
+      "Levenberg–Marquardt on device arrays (K-FAC): λ raised when the model is good",
+      KFAC_FAMILY + DAMPING),
     M("sfn-model-change", "tinycurv/curvature/sfn.py",
       "return [alpha, mu], -0.5 * (beta1 * z1 + beta2 * z2)",
       "return [alpha, mu], -0.5 * beta1 * z1",
@@ -449,10 +457,14 @@ MUTATIONS: list[Mutation] = [
     M("sfn-fixed-momentum", "tinycurv/optim/sfn.py",
       "alpha, mu = self.lr, self.momentum", "alpha, mu = self.lr, 0.0",
       "SFN fixed mode ignores momentum", SFN_OPTIM),
-    M("sfn-reduction-ratio", "tinycurv/curvature/sfn.py",
+    M("reduction-ratio", "tinycurv/curvature/damping.py",
       "return (new_loss - loss) / change if change != 0",
       "return (loss - new_loss) / change if change != 0",
-      "reduction ratio ρ with the wrong sign", SFN_OPTIM + SFN_MATH),
+      "reduction ratio ρ with the wrong sign (floats: SFN, HF)", SFN_OPTIM + SFN_MATH + DAMPING),
+    M("reduction-ratio-array", "tinycurv/curvature/damping.py",
+      "xp.where(change != 0, (new_loss - loss) / change, xp.nan)",
+      "xp.where(change != 0, (loss - new_loss) / change, xp.nan)",
+      "reduction ratio ρ with the wrong sign (device arrays: K-FAC)", KFAC_FAMILY + DAMPING),
     M("exact-sfn-damping", "tinycurv/optim/exact_sfn.py",
       "u = sfn_math.abs_hessian_inverse(H, dense.flatten(g), lam)",
       "u = sfn_math.abs_hessian_inverse(H, dense.flatten(g), 2 * lam)",
