@@ -2,18 +2,24 @@
 
 A declared host-side helper (NumPy on the host, the clock, matplotlib). ``python -m
 tinycurv.bench.sfn_experiments [accuracy|toy|accelerators|training|all] [--out DIR]`` prints
-Markdown tables (for BENCHMARKS.md) and writes PNGs to ``--out`` (default docs/figures):
+Markdown tables (for BENCHMARKS_SFN.md) and writes PNGs to ``--out`` (default docs/figures):
 
 * ``accuracy``: how closely the series direction ``u`` approximates the exact
   ``(|H| + λI)⁻¹g`` (cosine and length ratio) for each scale rule, N, k and λ, on the digits
   MLP (64–32–10 tanh) and CNN at points of an Adam training run, and the cost in HVPs;
 * ``toy``: the reference's surface ``f(x, y) = (2x + y)(x − y) + 3xy``: SGD, Newton, exact SFN
-  and the series' partial sums (V = 25, 5 steps);
+  and the series' partial sums (V = 25, N = 1…5), one step and five (``sfn_toy_surface.png``);
 * ``accelerators``: a 100-D symmetric Gaussian H, V = 1000: the plain series against Wynn's ε
-  (k = 1, 2), cosine and length against N;
+  (k = 1, 2), error, cosine and length against N (``sfn_accelerators.png``);
 * ``training``: full-batch regression on scikit-learn's diabetes data (MLP of ≈ 1k parameters)
   and the digits classifier (64–8–10, full batch): SGD, Adam, K-FAC, ExactSFN (both adaptive
-  rules, a third of the steps), SeriesSFN with each scale rule and both adaptive rules.
+  rules, a third of the steps), SeriesSFN with each scale rule and both adaptive rules
+  (``sfn_training_<task>.png`` and its data ``sfn_training_<task>.csv``; ``--replot`` draws
+  the PNGs again from the CSVs without training).
+
+This module is the one implementation of these experiments: the ``tinycurv reproduce`` entries
+``sfn-toy``, ``sfn-accelerators`` and ``sfn-diabetes`` (``tinycurv.reproduce.sfn``) call its
+``toy_paths``, ``accelerator_rows``, ``train_full_batch`` and figure functions.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,6 +45,7 @@ from tinycurv.functional import grad, hvp
 FIGURES = Path(__file__).resolve().parents[2] / "docs" / "figures"
 ORDERS, ACCELERATIONS, DAMPINGS = (5, 10, 20), (0, 1, 2), (1.0, 0.1, 0.01)
 CHECKPOINTS = (16, 100, 400)  # Adam steps before each measurement
+DPI = 150  # the figures
 
 
 # --------------------------------------------------------------------------------------------
@@ -203,40 +211,47 @@ def spectrum_table(points: list[dict[str, Any]], markdown: bool = True) -> str:
     return table(headers, rows, markdown=markdown)
 
 
-def step_cost(kind: str = "mlp", steps: int = 12, seed: int = 0) -> list[list[Any]]:
-    """Wall time per step of the old default (running-max, k = 1, subspace rule) and the new
-    one, and of its variants, on the digits ``kind`` (batch 64, after 16 Adam steps)."""
+def step_cost(kind: str = "mlp", steps: int = 30, seed: int = 0) -> list[list[Any]]:
+    """CPU time per step (``time.process_time``) of the old default (running-max, k = 1,
+    subspace rule), the new default and the new default with the other adaptive rule, on the
+    digits ``kind``: batch 64, after 16 Adam steps, the configurations interleaved step by step
+    on the same batches; ``steps`` a multiple of ``scale_every`` = 10 amortises the power
+    refreshes exactly; retries (RuntimeWarning) included and counted."""
     from tinycurv.optim import Adam, SeriesSFN
 
     X, y, _, _ = load_digits(image=kind == "cnn")
+    other = "reference" if _default_rule() == "subspace" else "subspace"
     configs = {
         "old default: running-max, k=1, subspace": dict(scale="running-max", acceleration=1,
                                                         adaptive="subspace"),
         "new default: power, k=2, " + _default_rule(): {},
-        "power, k=2, subspace": dict(adaptive="subspace"),
-        "power, k=2, reference": dict(adaptive="reference"),
+        f"power, k=2, {other}": dict(adaptive=other),
     }  # fmt: skip
-    rows, base = [], None
+    opts, seconds, retries = {}, dict.fromkeys(configs, 0.0), dict.fromkeys(configs, 0)
     for name, hp in configs.items():
-        rng = np.random.default_rng(seed)
-        model = digits_mlp(rng) if kind == "mlp" else digits_cnn(rng)
+        model = digits_mlp(np.random.default_rng(seed)) if kind == "mlp" else digits_cnn(
+            np.random.default_rng(seed))  # fmt: skip
         loss_fn = nn.CrossEntropyLoss()
         adam = Adam(model, loss_fn, lr=1e-2)
-        pick = np.random.default_rng(seed + 1)
+        warm = np.random.default_rng(seed + 1)
         for _ in range(16):
-            i = pick.choice(len(X), 64, replace=False)
+            i = warm.choice(len(X), 64, replace=False)
             adam.step(asarray(X[i]), asarray(y[i]))
-        opt = SeriesSFN(model, loss_fn, **hp)
-        times = []
-        for _ in range(steps + 1):
-            i = pick.choice(len(X), 64, replace=False)
-            t0 = time.perf_counter()
-            opt.step(asarray(X[i]), asarray(y[i]))
-            times.append(time.perf_counter() - t0)
-        ms = 1e3 * float(np.mean(times))  # includes the power iteration's refreshes
-        base = base or ms
-        rows.append([kind, name, f"{ms:.1f}", f"{ms / base:.2f}"])
-    return rows
+        opts[name] = SeriesSFN(model, loss_fn, **hp)
+    pick = np.random.default_rng(seed + 2)
+    for _ in range(steps):
+        i = pick.choice(len(X), 64, replace=False)
+        xb, yb = asarray(X[i]), asarray(y[i])
+        for name, opt in opts.items():
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", RuntimeWarning)
+                t0 = time.process_time()
+                opt.step(xb, yb)
+                seconds[name] += time.process_time() - t0
+            retries[name] += sum("retried" in str(w.message) for w in caught)
+    base = seconds[next(iter(configs))]
+    return [[kind, name, f"{1e3 * sec / steps:.1f}", f"{sec / base:.2f}", retries[name]]
+            for name, sec in seconds.items()]  # fmt: skip
 
 
 def _default_rule() -> str:
@@ -246,109 +261,212 @@ def _default_rule() -> str:
 
 
 # --------------------------------------------------------------------------------------------
+# figures
+# --------------------------------------------------------------------------------------------
+def _figure(ncols: int, size: tuple[float, float]) -> tuple[Any, list[Any]]:
+    """A bare matplotlib ``Figure`` (Agg, constrained layout; pyplot untouched) and its axes."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=size, dpi=DPI, layout="constrained")
+    return fig, list(np.atleast_1d(fig.subplots(1, ncols)))
+
+
+def _legend_below(fig: Any, ax: Any, ncol: int = 3) -> None:
+    """One legend for the figure, outside the axes, under them (it covers no curve)."""
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=ncol, fontsize=8, frameon=False)
+
+
+# --------------------------------------------------------------------------------------------
 # B4 (a): the reference's toy surface
 # --------------------------------------------------------------------------------------------
+TOY_H = np.array([[4.0, 2.0], [2.0, -2.0]])  # f = ½ θᵀHθ = 2x² + 2xy − y², eigenvalues 1 ± √13
+TOY_START, TOY_V, TOY_TERMS, TOY_SGD_LR, TOY_STEPS = (0.75, 1.0), 25.0, 5, 0.1, 5
+
+
 def toy_f(p: np.ndarray) -> np.ndarray:
     """``f(x, y) = (2x + y)(x − y) + 3xy = 2x² + 2xy − y²``: a saddle, H = [[4, 2], [2, −2]]."""
     x, y = p[0], p[1]
     return (2 * x + y) * (x - y) + 3 * x * y
 
 
-def toy_surface(out: Path | None = None, start=(0.75, 1.0), V: float = 25.0, terms: int = 5):
-    """One step from ``start`` of SGD (lr 0.1), Newton, exact SFN and the series' partial sums
-    (V = 25, undamped: the reference's ``play.py``), as a table and a contour plot."""
-    H = np.array([[4.0, 2.0], [2.0, -2.0]])
-    theta = np.array(start, dtype=float)
-    g = H @ theta  # ∇f = Hθ (f is a quadratic form)
-    exact = asnumpy(sfn_math.abs_hessian_inverse(asarray(H), asarray(g), 0.0))
-    points = {"start": theta, "SGD (lr 0.1)": theta - 0.1 * g,
-              "Newton": theta - np.linalg.solve(H, g), "exact SFN": theta - exact}  # fmt: skip
-    H_b = asarray(H)
+def toy_paths(
+    steps: int = TOY_STEPS, start=TOY_START, V: float = TOY_V, terms: int = TOY_TERMS,
+    sgd_lr: float = TOY_SGD_LR,
+) -> dict[str, np.ndarray]:  # fmt: skip
+    """``steps`` steps from ``start`` of SGD (lr ``sgd_lr``), Newton, exact SFN and the series
+    with N = 1…``terms`` terms (V, undamped, unit steps: the reference's ``play.py``).
+
+    Returns name → the points θ₀ … θ_steps, shape (steps + 1, 2); ∇f(θ) = Hθ.
+    """
+    H_b = asarray(TOY_H)
+    rules = {
+        f"SGD (lr {sgd_lr:g})": lambda g: sgd_lr * g,
+        "Newton": lambda g: np.linalg.solve(TOY_H, g),
+        "exact SFN": lambda g: asnumpy(sfn_math.abs_hessian_inverse(H_b, asarray(g), 0.0)),
+    }
     for n in range(1, terms + 1):
-        u = asnumpy(sfn_math.series_operator(lambda vs: [H_b @ vs[0]], [asarray(g)], n, V)[0])
-        points[f"series N={n}"] = theta - u
-    rows = [[name, f"{p[0]:.4f}", f"{p[1]:.4f}", f"{float(toy_f(p)):.4f}"]
-            for name, p in points.items()]  # fmt: skip
+        rules[f"series N={n}"] = lambda g, n=n: asnumpy(
+            sfn_math.series_operator(lambda vs: [H_b @ vs[0]], [asarray(g)], n, V)[0]
+        )
+    paths = {}
+    for name, rule in rules.items():
+        theta = np.array(start, dtype=float)
+        path = [theta]
+        for _ in range(steps):
+            theta = theta - np.asarray(rule(TOY_H @ theta), dtype=float)
+            path.append(theta)
+        paths[name] = np.array(path)
+    return paths
+
+
+def toy_figure(paths: dict[str, np.ndarray], V: float = TOY_V) -> Any:
+    """Left: the first step of each rule on the contours of f; right: f along the steps."""
+    fig, (ax, ax_f) = _figure(2, (11.5, 5.2))
+    xs, ys = np.meshgrid(np.linspace(-5, 3, 201), np.linspace(-3, 3, 201))
+    contour = ax.contour(xs, ys, toy_f(np.stack([xs, ys])), levels=30, cmap="coolwarm",
+                         linewidths=0.6)  # fmt: skip
+    fig.colorbar(contour, ax=ax, label="f(x, y)")
+    names = [n for n in paths if not n.startswith("series")]
+    series = [n for n in paths if n.startswith("series")]
+    start = paths[names[0]][0]
+    ax.plot(*start, "ko", label="start")
+    for i, name in enumerate(names):
+        ax.plot(*paths[name][1], "sD*"[i % 3], color=f"C{i}", markersize=9, label=name)
+    first = np.array([paths[n][1] for n in series])
+    ax.plot(first[:, 0], first[:, 1], "-^", color="C4", markersize=5,
+            label=f"series N = 1…{len(series)} (V = {V:g})")  # fmt: skip
+    ax.plot(0, 0, "k+", markersize=12, label="saddle (0, 0)")
+    ax.set(xlabel="x", ylabel="y", title=f"one step from ({start[0]:g}, {start[1]:g})")
+    steps = len(paths[names[0]]) - 1
+    for i, name in enumerate([*names, series[-1]]):
+        ax_f.plot(range(steps + 1), [float(toy_f(p)) for p in paths[name]], "o-",
+                  color=f"C{i if i < len(names) else 4}")  # fmt: skip
+    ax_f.set(xlabel="step", ylabel="f(x, y) (symlog)", yscale="symlog",
+             title=f"f along {steps} steps of each")  # fmt: skip
+    ax_f.grid(True, alpha=0.3)
+    _legend_below(fig, ax, ncol=6)
+    fig.suptitle("f = (2x + y)(x − y) + 3xy: Newton against saddle-free Newton "
+                 f"(right: series N = {len(series)})")  # fmt: skip
+    return fig
+
+
+def toy_surface(out: Path | None = None, steps: int = TOY_STEPS) -> str:
+    """The toy's table (the point and f after one step, f after ``steps``) and, with ``out``,
+    ``out/sfn_toy_surface.png``."""
+    paths = toy_paths(steps)
+    start = next(iter(paths.values()))[0]
+    rows = [["start", f"{start[0]:.4f}", f"{start[1]:.4f}", f"{float(toy_f(start)):.4f}", "—"]]
+    rows += [[name, f"{p[1, 0]:.4f}", f"{p[1, 1]:.4f}", f"{float(toy_f(p[1])):.4f}",
+              f"{float(toy_f(p[-1])):.4g}"] for name, p in paths.items()]  # fmt: skip
     if out is not None:
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
-        from matplotlib.figure import Figure
-
-        fig = Figure(figsize=(6.4, 5.0), dpi=150)
-        ax = fig.add_subplot()
-        xs, ys = np.meshgrid(np.linspace(-5, 3, 200), np.linspace(-3, 3, 200))
-        contour = ax.contour(xs, ys, toy_f(np.stack([xs, ys])), levels=30, alpha=0.5)
-        fig.colorbar(contour, ax=ax, label="f(x, y)")
-        style = {"start": ("k", "o"), "SGD (lr 0.1)": ("tab:red", "s"),
-                 "Newton": ("tab:orange", "D"), "exact SFN": ("tab:cyan", "*")}  # fmt: skip
-        for name, (colour, marker) in style.items():
-            ax.scatter(*points[name], c=colour, marker=marker, s=90, label=name, zorder=3)
-        series = np.array([points[f"series N={n}"] for n in range(1, terms + 1)])
-        ax.plot(series[:, 0], series[:, 1], "-^", c="tab:purple", ms=6, zorder=2,
-                label=f"series N = 1…{terms} (V = {V:g})")  # fmt: skip
-        ax.set(xlabel="x", ylabel="y",
-               title="f = (2x + y)(x − y) + 3xy: one step from (0.75, 1)")  # fmt: skip
-        ax.legend(loc="lower left", fontsize=8)
-        fig.savefig(out / "sfn_toy_surface.png", dpi=150, bbox_inches="tight")
-    return table(["method", "x", "y", "f"], rows, markdown=True)
+        toy_figure(paths).savefig(out / "sfn_toy_surface.png", dpi=DPI)
+    return table(["method", "x", "y", "f", f"f after {steps} steps"], rows, markdown=True)
 
 
 # --------------------------------------------------------------------------------------------
 # B4 (b): accelerators on a random symmetric Gaussian H
 # --------------------------------------------------------------------------------------------
-def accelerators(out: Path | None = None, p: int = 100, V: float = 1000.0, terms: int = 100,
-                 seed: int = 0):  # fmt: skip
-    """cos and length ratio to ``|H|⁻¹g`` against N: plain partial sums, Wynn k = 1, 2."""
-    rng = np.random.default_rng(seed)
-    M = rng.standard_normal((p, p))
-    H = np.triu(M) + np.triu(M, 1).T  # symmetric, Gaussian entries
-    g = rng.standard_normal(p)
-    exact = asnumpy(sfn_math.abs_hessian_inverse(asarray(H), asarray(g), 0.0))
-    c = sfn_math.series_coefficients(terms, 0.0)
-    v, S, sums = g.copy(), c[0] * g, [c[0] * g]
-    for n in range(1, terms):
-        v = v - H @ (H @ v) / V
-        S = S + c[n] * v
-        sums.append(S)
-    curves: dict[str, list[tuple[float, float]]] = {"plain": [], "Wynn k=1": [], "Wynn k=2": []}
-    Ns = list(range(1, terms + 1))
-    for N in Ns:
-        for name, k in (("plain", 0), ("Wynn k=1", 1), ("Wynn k=2", 2)):
-            if N < 2 * k + 1:
-                curves[name].append((math.nan, math.nan))
-                continue
-            u = asnumpy(sfn_math.wynn_epsilon([[asarray(s)] for s in sums[:N]], k)[0])
-            curves[name].append(_cos_ratio(u / math.sqrt(V), exact))
-    rows = []
-    for N in (5, 10, 20, 50, 100):
-        if N <= terms:
-            rows.append([N] + [f"{curves[n][N - 1][0]:.3f} / {curves[n][N - 1][1]:.2f}"
-                               for n in curves])  # fmt: skip
-    if out is not None:
-        from matplotlib.figure import Figure
+ACC_DIM, ACC_V, ACC_TERMS, ACC_KS = 100, 1000.0, 100, (0, 1, 2)
 
-        fig = Figure(figsize=(10, 4), dpi=150)
-        axes = fig.subplots(1, 2)
-        for name, values in curves.items():
-            axes[0].plot(Ns, [x[0] for x in values], label=name)
-            axes[1].plot(Ns, [x[1] for x in values], label=name)
-        axes[0].set(xlabel="terms N", ylabel="cos(u, |H|⁻¹g)", title="cosine similarity")
-        axes[1].axhline(1.0, c="k", lw=0.8, label="exact")
-        axes[1].set(xlabel="terms N", ylabel="‖u‖ / ‖|H|⁻¹g‖", title="length ratio")
-        for ax in axes:
-            ax.legend()
-        fig.suptitle(f"{p}-D symmetric Gaussian H, V = {V:g}, λ = 0")
-        fig.savefig(out / "sfn_accelerators.png", dpi=150, bbox_inches="tight")
-    lam = np.linalg.eigvalsh(H)
-    note = (f"λ_max(H)² = {np.max(lam**2):.0f} (2V = {2 * V:g}), "
-            f"min |λ| = {np.min(np.abs(lam)):.3f}")  # fmt: skip
-    return table(["N", *curves], rows, markdown=True) + "\n\n" + note
+
+def accelerator_rows(
+    dim: int = ACC_DIM, V: float = ACC_V, terms: int = ACC_TERMS, seeds: Sequence[int] = (0,),
+    damping: float = 0.0, ks: Sequence[int] = ACC_KS, bar: Any = None,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """The series u after N = 1…``terms`` terms, plain (k = 0) and Wynn's ε (k ≥ 1), against
+    ``(|H| + λI)⁻¹g`` for H symmetric with N(0, 1) entries (dim × dim) and g ~ N(0, I): the
+    recursion (3) of ``series_operator`` in one pass for all N, then ``wynn_epsilon``.
+
+    One row per (seed, N, k): relative error, cosine, length ratio, 2(N − 1) HVPs, λ_max(H)²
+    and min |λᵢ|. ``bar`` (optional) advances by one per N.
+    """
+    rows = []
+    for seed in seeds:
+        rng = np.random.default_rng(seed)
+        M = rng.standard_normal((dim, dim))
+        H = np.triu(M) + np.triu(M, 1).T  # symmetric, N(0, 1) entries
+        g = rng.standard_normal(dim)
+        exact = asnumpy(sfn_math.abs_hessian_inverse(asarray(H), asarray(g), damping))
+        eigenvalues = np.linalg.eigvalsh(H)
+        c = sfn_math.series_coefficients(terms, damping / math.sqrt(V))
+        v, S = g.copy(), c[0] * g
+        sums = [S]
+        for n in range(1, terms):  # (3): vₙ = vₙ₋₁ − H²vₙ₋₁/V, Sₙ = Sₙ₋₁ + cₙvₙ, one pass
+            v = v - H @ (H @ v) / V
+            S = S + c[n] * v
+            sums.append(S)
+        for N in range(1, terms + 1):
+            for k in ks:
+                if N < 2 * k + 1:
+                    continue
+                last = [[asarray(s)] for s in sums[N - 2 * k - 1 : N]]
+                u = asnumpy(sfn_math.wynn_epsilon(last, k)[0]) / math.sqrt(V)
+                cos, ratio = _cos_ratio(u, exact)
+                rows.append(dict(seed=seed, dim=dim, N=N, k=k, hvps=2 * (N - 1),
+                                 error=float(np.linalg.norm(u - exact) / np.linalg.norm(exact)),
+                                 cosine=cos, length_ratio=ratio,
+                                 lam_max_squared=float(np.max(eigenvalues**2)),
+                                 min_abs_eigenvalue=float(np.min(np.abs(eigenvalues))),
+                                 V=V, damping=damping))  # fmt: skip
+            if bar is not None:
+                bar.update(1)
+    return rows
+
+
+def accelerator_mean(rows: list[dict[str, Any]], key: str, N: int, k: int) -> float:
+    """The mean over the seeds of ``key`` at (N, k)."""
+    return float(np.mean([r[key] for r in rows if r["N"] == N and r["k"] == k]))
+
+
+def accelerator_figure(rows: list[dict[str, Any]]) -> Any:
+    """Error, cosine and length ratio against N, one curve per k (mean over the seeds)."""
+    fig, axes = _figure(3, (13.5, 4.6))
+    terms = max(r["N"] for r in rows)
+    for k in sorted({r["k"] for r in rows}):
+        Ns = list(range(2 * k + 1, terms + 1))
+        label = "plain series" if k == 0 else f"Wynn ε, k = {k}"
+        for ax, key in zip(axes, ("error", "cosine", "length_ratio"), strict=True):
+            ax.plot(Ns, [accelerator_mean(rows, key, N, k) for N in Ns], label=label)
+    axes[2].axhline(1.0, color="k", linewidth=0.8, label="exact (ratio 1)")
+    for ax, ylabel in zip(axes, ("‖u − |H|⁻¹g‖ / ‖|H|⁻¹g‖", "cos(u, |H|⁻¹g)",
+                                 "‖u‖ / ‖|H|⁻¹g‖"), strict=True):  # fmt: skip
+        ax.set(xlabel="series terms N (2(N − 1) HVPs)", ylabel=ylabel)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_yscale("log")
+    _legend_below(fig, axes[2], ncol=4)
+    r = rows[0]
+    seeds = sorted({q["seed"] for q in rows})
+    which = f"seed {seeds[0]}" if len(seeds) == 1 else f"mean of {len(seeds)} seeds"
+    fig.suptitle(f"SFN accelerators: {r['dim']}-D symmetric Gaussian H, V = {r['V']:g}, "
+                 f"λ = {r['damping']:g}, {which}")  # fmt: skip
+    return fig
+
+
+def accelerators(out: Path | None = None, seed: int = 0) -> str:
+    """cos and length ratio to ``|H|⁻¹g`` at N = 5…100 (one seed) as a table and, with ``out``,
+    ``out/sfn_accelerators.png``."""
+    rows = accelerator_rows(seeds=(seed,))
+    table_rows = [[N] + [f"{accelerator_mean(rows, 'cosine', N, k):.3f} / "
+                         f"{accelerator_mean(rows, 'length_ratio', N, k):.2f}" for k in ACC_KS]
+                  for N in (5, 10, 20, 50, 100) if N <= ACC_TERMS]  # fmt: skip
+    if out is not None:
+        accelerator_figure(rows).savefig(out / "sfn_accelerators.png", dpi=DPI)
+    note = (f"λ_max(H)² = {rows[0]['lam_max_squared']:.0f} (2V = {2 * ACC_V:g}), "
+            f"min |λ| = {rows[0]['min_abs_eigenvalue']:.3f}")  # fmt: skip
+    headers = ["N", *("plain" if k == 0 else f"Wynn k={k}" for k in ACC_KS)]
+    return table(headers, table_rows, markdown=True) + "\n\n" + note
 
 
 # --------------------------------------------------------------------------------------------
 # B4 (c): full-batch training, diabetes regression and the digits classifier
 # --------------------------------------------------------------------------------------------
+TRAINING_STEPS = {"diabetes": 300, "digits": 150}
+TRAINING_LOSS = {"diabetes": "training loss (MSE, standardised target)",
+                 "digits": "training loss (cross-entropy)"}  # fmt: skip
+TRAINING_NET = {"diabetes": "MLP 10–48–10–1 tanh", "digits": "MLP 64–8–10 tanh"}
+
+
 def diabetes_data() -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's diabetes data (442 × 10), inputs and target standardised."""
     from sklearn.datasets import load_diabetes
@@ -377,9 +495,16 @@ def training_optimisers() -> dict[str, tuple[str, dict[str, Any], float]]:
     }  # fmt: skip
 
 
-def train_full_batch(task: str, steps: int, names: Sequence[str] | None = None, seed: int = 0):
+def train_full_batch(
+    task: str, steps: int, names: Sequence[str] | None = None, seed: int = 0,
+    same_steps: bool = False, bar: Any = None,
+) -> dict[str, dict[str, Any]]:  # fmt: skip
     """Full-batch training on ``task`` ("diabetes" or "digits"): per optimiser the loss per step
-    and the cumulative seconds; every run from the same initial weights."""
+    and the cumulative seconds; every run from the same initial weights.
+
+    ``names`` selects optimisers of ``training_optimisers()``; ``same_steps`` gives every one
+    ``steps`` steps (ExactSFN too); ``bar`` (optional) advances by one per optimiser.
+    """
     import tinycurv.optim as optim
 
     if task == "diabetes":
@@ -400,7 +525,7 @@ def train_full_batch(task: str, steps: int, names: Sequence[str] | None = None, 
         model = make(np.random.default_rng(seed))
         opt = getattr(optim, cls)(model, loss_fn, **kwargs)
         losses, seconds, elapsed, status = [], [], 0.0, "ok"
-        for _ in range(max(1, round(steps * fraction))):
+        for _ in range(steps if same_steps else max(1, round(steps * fraction))):
             t0 = time.perf_counter()
             try:
                 loss = opt.step(x, y)
@@ -416,6 +541,34 @@ def train_full_batch(task: str, steps: int, names: Sequence[str] | None = None, 
         params = sum(p.size for p in model.parameters())
         runs[name] = dict(losses=losses, seconds=seconds, status=status, params=params,
                           damping=getattr(opt, "state", {}).get("damping"))  # fmt: skip
+        if bar is not None:
+            bar.update(1)
+    return runs
+
+
+def training_rows(runs: dict[str, dict[str, Any]], labels: dict[str, str] | None = None):
+    """The runs as CSV rows (method, step, loss, seconds, status, parameters); ``labels``
+    renames the methods."""
+    rows = []
+    for name, r in runs.items():
+        for t, (loss, sec) in enumerate(zip(r["losses"], r["seconds"], strict=True)):
+            rows.append(dict(method=(labels or {}).get(name, name), step=t + 1, loss=loss,
+                             seconds=sec, status=r["status"], parameters=r["params"]))  # fmt: skip
+    return rows
+
+
+def runs_from_csv(path: Path) -> dict[str, dict[str, Any]]:
+    """The runs back from ``training_rows``' CSV (a run that stopped before its first step has
+    no rows and is not there)."""
+    import csv
+
+    runs: dict[str, dict[str, Any]] = {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            r = runs.setdefault(row["method"], dict(losses=[], seconds=[], status=row["status"],
+                                                    params=int(row["parameters"])))  # fmt: skip
+            r["losses"].append(float(row["loss"]))
+            r["seconds"].append(float(row["seconds"]))
     return runs
 
 
@@ -433,24 +586,42 @@ def training_table(task: str, runs: dict[str, dict[str, Any]]) -> str:
     return table(headers, rows, markdown=True)
 
 
-def training_plot(task: str, runs: dict[str, dict[str, Any]], out: Path) -> Path:
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(11, 4.2), dpi=150)
-    axes = fig.subplots(1, 2)
-    for name, r in runs.items():
+def training_figure(task: str, runs: dict[str, dict[str, Any]],
+                    labels: dict[str, str] | None = None) -> Any:  # fmt: skip
+    """Loss per full-batch step and per second of each run (first-order methods dashed, the
+    SFN variants solid); ``labels`` renames the runs in the legend."""
+    fig, axes = _figure(2, (11.5, 5.0))
+    for i, (name, r) in enumerate(runs.items()):
         if not r["losses"]:
             continue
-        style = "--" if name.startswith(("sgd", "adam", "kfac")) else "-"
-        axes[0].plot(range(1, len(r["losses"]) + 1), r["losses"], style, label=name)
-        axes[1].plot(r["seconds"], r["losses"], style, label=name)
-    axes[0].set(xlabel="full-batch step", ylabel="training loss", yscale="log",
-                title=f"{task}: loss per step")  # fmt: skip
-    axes[1].set(xlabel="seconds (CPU)", ylabel="training loss", yscale="log", xscale="log",
-                title=f"{task}: loss per second")  # fmt: skip
-    axes[1].legend(fontsize=7, loc="upper right")
+        style = "-" if "sfn" in name.lower() or name.startswith("series") else "--"
+        label = (labels or {}).get(name, name)
+        if r["status"] != "ok":
+            label += f" ({r['status']} after {len(r['losses'])} steps)"
+        steps = range(1, len(r["losses"]) + 1)
+        axes[0].plot(steps, r["losses"], style, color=f"C{i % 10}", label=label)
+        axes[1].plot(r["seconds"], r["losses"], style, color=f"C{i % 10}", label=label)
+    axes[0].set(xlabel="full-batch step", title="loss per step")
+    axes[1].set(xlabel="training time (s, wall clock)", xscale="log", title="loss per second")
+    for ax in axes:
+        ax.set(ylabel=TRAINING_LOSS.get(task, "training loss"), yscale="log")
+        ax.grid(True, which="major", alpha=0.3)
+    _legend_below(fig, axes[0], ncol=3)
+    params = next(iter(runs.values()))["params"]
+    fig.suptitle(f"SFN: {task}, {TRAINING_NET.get(task, '')} ({params:,} parameters), full batch")
+    return fig
+
+
+def training_plot(task: str, runs: dict[str, dict[str, Any]], out: Path,
+                  csv: bool = True) -> Path:  # fmt: skip
+    """``out/sfn_training_<task>.png`` and (``csv``) its data, ``out/sfn_training_<task>.csv``
+    (which ``--replot`` draws again without training)."""
+    if csv:
+        from tinycurv.reproduce.common import write_csv
+
+        write_csv(out / f"sfn_training_{task}.csv", training_rows(runs))
     path = out / f"sfn_training_{task}.png"
-    fig.savefig(path, dpi=150, bbox_inches="tight")
+    training_figure(task, runs).savefig(path, dpi=DPI)
     return path
 
 
@@ -463,6 +634,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                         choices=["accuracy", "toy", "accelerators", "training", "all"])  # fmt: skip
     parser.add_argument("--out", default=str(FIGURES))
     parser.add_argument("--task", choices=["diabetes", "digits"], help="training: only this one")
+    parser.add_argument(
+        "--replot", action="store_true", help="training: redraw the PNGs from --out's CSVs"
+    )
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -473,20 +647,24 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(accuracy_table(points))
         print(f"\n({time.perf_counter() - t0:.0f} s)\n")
         rows = step_cost("mlp") + step_cost("cnn")
-        print(table(["net", "configuration", "ms/step", "× old default"], rows, markdown=True))
+        print(table(["net", "configuration", "CPU ms/step", "× old default", "retries"], rows,
+                    markdown=True))  # fmt: skip
         print()
     if args.what in ("toy", "all"):
         print(toy_surface(out), "\n")
     if args.what in ("accelerators", "all"):
         print(accelerators(out), "\n")
     if args.what in ("training", "all"):
-        for task, steps in (("diabetes", 300), ("digits", 150)):
+        for task, steps in TRAINING_STEPS.items():
             if args.task and task != args.task:
                 continue
-            runs = train_full_batch(task, steps)
+            if args.replot:
+                runs = runs_from_csv(out / f"sfn_training_{task}.csv")
+            else:
+                runs = train_full_batch(task, steps)
             print(f"{task} (full batch, {steps} steps, p = {next(iter(runs.values()))['params']})")
             print(training_table(task, runs), "\n")
-            training_plot(task, runs, out)
+            training_plot(task, runs, out, csv=not args.replot)
 
 
 if __name__ == "__main__":
