@@ -1390,6 +1390,47 @@ def _sfn_rule() -> tuple[float, float]:
     return max(errors), 1e-9
 
 
+@check(
+    "kfac-qmodel-damping",
+    "K-FAC step_rule='qmodel' + adapt_damping: δ = αΔ + μδ₀ with (α, μ) the 2×2 solve of the dense "
+    "GGN model (F + λI); ρ = (h(θ+δ) − h(θ)) / M(δ); λ ← ωλ if ρ > ¾, λ/ω if ρ < ¼",
+    "Martens & Grosse 2015 §6.5, §7",
+)
+def _kfac_qmodel_damping() -> tuple[float, float]:
+    errors, moves = [], set()
+    for rule, lr in (("qmodel", None), ("fixed", 3.0)):  # ρ > ¾ (λ falls); fixed: also ρ < ¼
+        model, loss_fn = _mlp_model(95)()
+        params, omega, lam, prev = model.parameters(), 19 / 20, 0.05, None
+        step = {"step_rule": rule} if lr is None else {"lr": lr, "momentum": 0.0}
+        opt = optim.KFAC(model, loss_fn, damping=lam, mode="exact", adapt_damping=True,
+                         adapt_every=1, **step)  # fmt: skip
+        for x, y in _batches(96, 4, (12, 4)):
+            g = _gradient(model, loss_fn, x, y)
+            F = np.asarray(asnumpy(ggn(model, loss_fn, x, y))) + lam * np.eye(len(_flat(g)))
+            theta, h0 = _flat(_host(params)), float(opt.step(x, y))
+            update, h1 = _flat(_host(params)) - theta, float(asnumpy(loss_fn(model(x), y).data))
+            Delta = []  # −(G + √λ I)⁻¹ [∇W | ∇b] (A + √λ I)⁻¹ per layer (eq. 3, π = 1), by hand
+            for j, A in enumerate(opt.state["A"]):
+                A, G = np.asarray(asnumpy(A)), np.asarray(asnumpy(opt.state["G"][j]))
+                grad_Wb = np.concatenate([g[2 * j], g[2 * j + 1][:, None]], axis=1)
+                D = -np.linalg.solve(G + math.sqrt(lam) * np.eye(len(G)), grad_Wb)
+                D = np.linalg.solve(A + math.sqrt(lam) * np.eye(len(A)), D.T).T
+                Delta += [D[:, :-1].ravel(), D[:, -1]]
+            U = np.stack([np.concatenate(Delta)] + ([] if prev is None else [prev]), axis=1)
+            if lr is None:  # (α, μ) minimise M(αΔ + μδ₀): the 2×2 (first step 1×1) solve
+                delta = U @ -np.linalg.solve(U.T @ F @ U, U.T @ _flat(g))
+            else:
+                delta = lr * U[:, 0]
+            rho = (h1 - h0) / (0.5 * delta @ F @ delta + _flat(g) @ delta)
+            lam = lam * omega if rho > 0.75 else lam / omega if rho < 0.25 else lam
+            moves.add("down" if rho > 0.75 else "up" if rho < 0.25 else "kept")
+            got = float(asnumpy(opt.state["damping"])[0])
+            errors += [_rel(update, delta), abs(got - lam) / lam]
+            prev = update
+    errors.append(0.0 if {"down", "up"} <= moves else 1.0)  # both branches of the rule ran
+    return max(errors), 1e-8
+
+
 # --------------------------------------------------------------------------------------------
 # the runner
 # --------------------------------------------------------------------------------------------
