@@ -8,10 +8,11 @@ becomes the solution's source (the functions ``names`` of ``track.py`` or
 ``exercises_NN.py``) in ``tutorials/solutions/track/`` and, in ``tutorials/track/``, a stub
 with the same signature and docstring whose body raises ``NotImplementedError`` — so the check
 cell reports "skipped" and the cells that plug the piece into the library are skipped too.
-Execute the notebooks afterwards to store their outputs::
+Execute the notebooks afterwards to store their outputs and write their jupytext pairs (the
+drift check of ``tutorials/conftest.py`` compares both)::
 
-    jupyter nbconvert --to notebook --execute --inplace tutorials/track/*.ipynb \
-        tutorials/solutions/track/*.ipynb
+    python tools/nbdrift.py resave tutorials/track/*.ipynb tutorials/solutions/track/*.ipynb \
+        tutorials/solutions/check_solutions.ipynb
 """
 
 from __future__ import annotations
