@@ -93,15 +93,16 @@ def fig1(ctx: Context) -> Result:
     acc = np.array([[r["test_accuracy"] for r in rows if r["lam_g"] == g] for g in lams])
     fig, axes = figure(size=(7.0, 5.6))
     ax = axes[0, 0]
-    image = ax.imshow(acc[::-1], cmap="viridis", vmin=max(0.1, acc.min()), vmax=acc.max())
+    grid = acc.T[::-1]  # as the paper's Fig. 1: λ_g along x, λ_a along y (growing upwards)
+    image = ax.imshow(grid, cmap="viridis", vmin=max(0.1, acc.min()), vmax=acc.max())
     labels = [lam_label(v) for v in lams]
     ax.set_xticks(range(len(lams)), labels)
     ax.set_yticks(range(len(lams)), labels[::-1])
-    ax.set_xlabel("λ_a (input side)")
-    ax.set_ylabel("λ_g (output side); top row λ_g = ∞ is ζ*")
+    ax.set_xlabel("λ_g (output side); the right column λ_g = ∞ is ζ*")
+    ax.set_ylabel("λ_a (input side)")
     for i in range(len(lams)):
         for j in range(len(lams)):
-            value = acc[::-1][i, j]
+            value = grid[i, j]
             color = "white" if value < 0.5 * (acc.min() + acc.max()) else "black"
             ax.text(j, i, f"{100 * value:.1f}", ha="center", va="center", fontsize=7, color=color)
     fig.colorbar(image, ax=ax, label="test accuracy")
