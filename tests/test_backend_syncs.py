@@ -2,7 +2,8 @@
 
 A transfer (``float(x)``, ``bool(x)``, ``.item()``, ``asnumpy``) makes the host wait for the GPU.
 The optimisers' hot paths may make only those listed here, each with its reason; the stand-in in
-``tests/cupy_stand_in`` records every one with the tinycurv line that made it. These tests run in
+``tinycurv/testing/cupy_stand_in`` records every one with the tinycurv line that made it.
+These tests run in
 the ``.ci/run`` step that runs the suite on the stand-in, and skip elsewhere (NumPy, real CuPy).
 """
 
@@ -23,7 +24,7 @@ LOSS = "optim/base.py"  # the loss returned as a float: the one transfer every s
 def syncs():
     module = get_backend()
     if backend_name() != "cupy" or not hasattr(module, "SYNCS"):
-        pytest.skip("counts transfers on the CuPy stand-in only (tests/cupy_stand_in)")
+        pytest.skip("counts transfers on the CuPy stand-in only (tinycurv/testing/cupy_stand_in)")
     return module.SYNCS
 
 

@@ -192,7 +192,7 @@ def test_host_transfers_per_step(rule, most):
 
     module = get_backend()
     if backend_name() != "cupy" or not hasattr(module, "SYNCS"):
-        pytest.skip("counts transfers on the CuPy stand-in only (tests/cupy_stand_in)")
+        pytest.skip("counts transfers on the CuPy stand-in only (tinycurv/testing/cupy_stand_in)")
     model = _mlp()
     x, y = _data("mlp")
     opt = ExactSFN(model, nn.CrossEntropyLoss(), adaptive=rule)

@@ -460,7 +460,7 @@ def test_zeta_and_zeta_star_never_transfer_to_the_host(b, r, m, n):
     """On the CuPy stand-in (which records every device-to-host transfer), all branches."""
     module = backend.get_backend()
     if backend.backend_name() != "cupy" or not hasattr(module, "SYNCS"):
-        pytest.skip("counts transfers on the CuPy stand-in only (tests/cupy_stand_in)")
+        pytest.skip("counts transfers on the CuPy stand-in only (tinycurv/testing/cupy_stand_in)")
     rng = np.random.default_rng(25)
     g, a = _dev(rng.standard_normal((b, m))), _dev(rng.standard_normal((b, n)))
     g_bar = _dev(rng.standard_normal((r * b, m)))

@@ -310,7 +310,7 @@ def test_options_add_no_host_transfer(options):
     validity check (backend.py) transfer (CuPy stand-in only)."""
     module = get_backend()
     if backend_name() != "cupy" or not hasattr(module, "SYNCS"):
-        pytest.skip("counts transfers on the CuPy stand-in only (tests/cupy_stand_in)")
+        pytest.skip("counts transfers on the CuPy stand-in only (tinycurv/testing/cupy_stand_in)")
     opt = KFAC(_mlp(), _loss("ce"), lr=0.1, damping=0.1, seed=0, **options)
     data = [_data((B, 6), "ce", seed=s) for s in range(5)]
     for x, y in data[:2]:

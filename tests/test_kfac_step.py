@@ -211,7 +211,7 @@ def test_pi_correction_adds_no_host_transfer():
     validity check of all factors, with or without the π-correction (CuPy stand-in only)."""
     module = get_backend()
     if backend_name() != "cupy" or not hasattr(module, "SYNCS"):
-        pytest.skip("counts transfers on the CuPy stand-in only (tests/cupy_stand_in)")
+        pytest.skip("counts transfers on the CuPy stand-in only (tinycurv/testing/cupy_stand_in)")
     counts = {}
     for pi in (False, True):
         opt = KFAC(_model("mlp"), _loss("ce"), lr=0.1, damping=0.1, pi_correction=pi, seed=0)

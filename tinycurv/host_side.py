@@ -21,4 +21,5 @@ HOST_SIDE_MODULES = (
     "tinycurv.bench.*",  # benchmarks: the clock, device syncs, host data, tables
     "tinycurv.course.*",  # graders: seeded host cases, grading on the NumPy backend, CLI
     "tinycurv.reproduce.*",  # reproductions: host data, the clock, CSV files, figures
+    "tinycurv.testing.*",  # the CPU stand-in for CuPy: NumPy underneath, by design
 )

@@ -321,13 +321,12 @@ plt.show()
 # ## 6. Checking the GPU paths without a GPU
 #
 # Most machines that run this notebook have no GPU, and a NumPy-only call hidden in a GPU path would
-# go unnoticed there: NumPy happily mixes with NumPy. `tests/cupy_stand_in` is a small CPU stand-in for
+# go unnoticed there: NumPy happily mixes with NumPy. `tinycurv.testing.CUPY_STAND_IN` is a small CPU stand-in for
 # CuPy (NumPy underneath) that is as strict as CuPy about the host/device boundary — a NumPy array
 # meeting a device array raises, an implicit conversion to NumPy raises — and that records every
 # device-to-host transfer. CI runs the whole test suite on it
-# (`PYTHONPATH=tests/cupy_stand_in TINYCURV_BACKEND=cupy pytest tests`). The stand-in is part of the
-# repository, not of the pip package: where there is no checkout (a plain `pip install`, Colab) the
-# cell below says so and skips; `git clone` the repository to run it.
+# (`PYTHONPATH=tinycurv/testing/cupy_stand_in TINYCURV_BACKEND=cupy pytest tests`). It ships with the
+# package, so the cell below runs after a plain `pip install` too (Colab included).
 #
 # It also behaves like CuPy in one way that matters for checkpoints: CuPy keeps a random generator's
 # state on the GPU and cannot export it. K-FAC and ISAAC draw their sampled labels from a
@@ -338,17 +337,9 @@ plt.show()
 
 # %%
 import tempfile
-from pathlib import Path
 
+from tinycurv.testing import CUPY_STAND_IN  # the stand-in's folder, inside the package
 
-def find_stand_in():
-    # tests/cupy_stand_in of a checkout: above the working directory, or beside an editable install
-    places = [Path.cwd(), *Path.cwd().parents, Path(tc.__file__).resolve().parents[1]]
-    return next((p / "tests" / "cupy_stand_in" for p in places
-                 if (p / "tests" / "cupy_stand_in" / "cupy" / "__init__.py").is_file()), None)
-
-
-stand_in = find_stand_in()
 script = """
 import numpy as np, cupy, tinycurv as tc
 from tinycurv import nn, optim
@@ -373,16 +364,10 @@ print("backend:", backend_name(), "on", cupy.cuda.runtime.getDeviceProperties(0)
 print("resumed run identical to the uninterrupted one:", got == want)
 print("device-to-host transfers in 3 steps:", sorted(set(cupy.SYNCS)), "x", len(cupy.SYNCS))
 """
-if stand_in is None:
-    print("Skipped: the CuPy stand-in (tests/cupy_stand_in) ships with the repository, not with the pip\n"
-          "package. To run this cell: git clone https://github.com/tinycurv/tinycurv and open this\n"
-          "notebook from the checkout (with the checkout installed: pip install -e \".[dev]\").")
-else:
-    with tempfile.TemporaryDirectory() as tmp:
-        env = dict(os.environ, TINYCURV_BACKEND="cupy",
-                   PYTHONPATH=os.pathsep.join([str(stand_in), str(stand_in.parents[1])]))
-        proc = subprocess.run([sys.executable, "-c", script], cwd=tmp, env=env, capture_output=True, text=True)
-    print(proc.stdout or proc.stderr[-2000:])
+with tempfile.TemporaryDirectory() as tmp:
+    env = dict(os.environ, TINYCURV_BACKEND="cupy", PYTHONPATH=str(CUPY_STAND_IN))
+    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp, env=env, capture_output=True, text=True)
+print(proc.stdout or proc.stderr[-2000:])
 
 # %% [markdown]
 # Every step makes two transfers: the loss returned as a float (`optim/base.py`) and, because this

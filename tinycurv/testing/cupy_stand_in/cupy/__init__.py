@@ -1,7 +1,8 @@
 """A CPU stand-in for CuPy: NumPy underneath, CuPy's strictness about host and device on top.
 
 Not CuPy and not fast: it lets the CPU-only CI run the whole suite through the CuPy code paths
-(``PYTHONPATH=tests/cupy_stand_in TINYCURV_BACKEND=cupy pytest tests``, a step of ``.ci/run``),
+(``PYTHONPATH=tinycurv/testing/cupy_stand_in TINYCURV_BACKEND=cupy pytest tests``, a step of
+``.ci/run``),
 so that a NumPy array meeting a device array, or an implicit device-to-host conversion, fails
 there as it would on a GPU. What it models:
 
